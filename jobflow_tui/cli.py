@@ -1,0 +1,284 @@
+"""Command line: parse arguments, pick the dashboard or the headless runner, exit codes.
+
+0 every task succeeded; 1 a task failed, was aborted or blocked; 2 invalid job file or
+arguments (nothing ran); 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+
+from . import __version__
+
+SUBCOMMANDS = ("validate", "graph", "status", "logs")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", metavar="JOB.yaml", help="the job file")
+    p.add_argument(
+        "--state-dir", metavar="DIR",
+        help="where checkpoints and logs live (default: $JOBFLOW_STATE_DIR or .jobflow beside the job file)",
+    )
+
+
+def _param(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY made of letters, digits, _ . -: {text!r}")
+    return key, value
+
+
+def run_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="jobflow-tui",
+        description="Run a DAG of jobs with a live terminal dashboard (or headless for cron/CI).",
+        epilog="subcommands: validate JOB | graph JOB [--format text|dot|mermaid] | status JOB | "
+        "logs JOB TASK [--attempt N] [--follow]   (each takes --state-dir)",
+    )
+    p.add_argument("--version", action="version", version=f"jobflow-tui {__version__}")
+    _common(p)
+    p.add_argument("-r", "--resume", action="store_true", help="keep what succeeded last time, run the rest")
+    p.add_argument("--headless", action="store_true", help="no dashboard: plain lines (automatic without a TTY)")
+    p.add_argument("--max-concurrency", type=int, metavar="N", help="at most N tasks at once (0: no limit)")
+    p.add_argument("-p", "--param", dest="params", action="append", type=_param, default=[],
+                   metavar="KEY=VALUE", help="a run parameter: self.params[KEY], $JOBFLOW_PARAM_<KEY>")
+    p.add_argument("--only", action="append", default=[], metavar="TASK",
+                   help="run TASK and what it depends on (repeatable)")
+    return p
+
+
+def sub_parser(cmd: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"jobflow-tui {cmd}")
+    _common(p)
+    if cmd == "graph":
+        p.add_argument("--format", choices=("text", "dot", "mermaid"), default="text")
+    elif cmd == "status":
+        p.add_argument("--json", action="store_true", help="print the checkpoint as JSON")
+    elif cmd == "logs":
+        p.add_argument("task", metavar="TASK")
+        p.add_argument("--attempt", type=int, metavar="N", help="which attempt (default: the last)")
+        p.add_argument("-f", "--follow", action="store_true", help="keep printing while the attempt runs")
+    return p
+
+
+def _load(path: str):
+    """The JobDef, or exit 2 with every located problem."""
+    from .jobdef import JobFileError, load_job
+
+    try:
+        job = load_job(path)
+    except JobFileError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        n = len(e.problems)
+        print(f"jobflow-tui: {n} problem{'s' if n != 1 else ''} in the job file; nothing was run", file=sys.stderr)
+        sys.exit(2)
+    for note in job.notes:
+        print(note, file=sys.stderr)
+    return job
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        cmd = argv.pop(0)
+        args = sub_parser(cmd).parse_args(argv)
+        return {"validate": cmd_validate, "graph": cmd_graph, "status": cmd_status, "logs": cmd_logs}[cmd](args)
+    args = run_parser().parse_args(argv)
+    return cmd_run(args)
+
+
+def _state_dir(args, job) -> str:
+    from .engine import default_state_dir
+
+    return args.state_dir or default_state_dir(job)
+
+
+def cmd_run(args) -> int:
+    job = _load(args.job)
+    unknown = [t for t in args.only if t not in job.tasks]
+    if unknown:
+        print(f"jobflow-tui: --only: no task named {', '.join(map(repr, unknown))} in {args.job}", file=sys.stderr)
+        return 2
+    if args.max_concurrency is not None and args.max_concurrency < 0:
+        print("jobflow-tui: --max-concurrency must be 0 (no limit) or more", file=sys.stderr)
+        return 2
+    from .engine import Scheduler
+
+    scheduler = Scheduler(
+        job, state_dir=_state_dir(args, job), max_concurrency=args.max_concurrency,
+        params=dict(args.params), only=args.only or None, resume=args.resume,
+    )
+    if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
+        from .tui import run_dashboard
+
+        return run_dashboard(scheduler)
+    from .engine import RunError
+    from .headless import run_headless
+
+    try:
+        return asyncio.run(run_headless(scheduler))
+    except RunError as e:
+        print(f"jobflow-tui: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_validate(args) -> int:
+    job = _load(args.job)
+    edges = sum(len(t.dependencies) for t in job.tasks.values())
+    limit = job.max_concurrency or "no limit"
+    print(f"{args.job}: OK: job '{job.name}', {len(job.tasks)} tasks, {edges} dependencies, max concurrency {limit}")
+    width = max(len(n) for n in job.tasks)
+    for name in job.order():
+        t = job.tasks[name]
+        what = f"task {t.python_class}" if t.python_class else (
+            t.command if isinstance(t.command, str) else json.dumps(t.command))
+        needs = f"  <- {', '.join(t.dependencies)}" if t.dependencies else ""
+        print(f"  {name.ljust(width)}  {what.splitlines()[0] if what else ''}{needs}")
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .graph import render
+
+    job = _load(args.job)
+    sys.stdout.write(render(job, args.format))
+    return 0
+
+
+def _read_state(args):
+    from .engine import default_state_dir, safe_name
+    from .engine.checkpoint import CheckpointError, read_checkpoint
+
+    job = _load(args.job)
+    job_dir = os.path.join(args.state_dir or default_state_dir(job), safe_name(job.name))
+    path = os.path.join(job_dir, "checkpoint.json")
+    try:
+        data = read_checkpoint(path, job.name)
+    except CheckpointError as e:
+        print(f"jobflow-tui: {e}", file=sys.stderr)
+        sys.exit(2)
+    if data is None:
+        print(f"jobflow-tui: no run of job '{job.name}' recorded in {job_dir}", file=sys.stderr)
+        sys.exit(1)
+    return job, job_dir, data
+
+
+def _runner_alive(job_dir: str) -> bool:
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(job_dir, "lock"), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def cmd_status(args) -> int:
+    from .headless import format_exit
+    from .sanitize import clean_line
+
+    job, job_dir, data = _read_state(args)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    live = _runner_alive(job_dir)
+    print(f"job {data['job'].get('name')}  run {data.get('run_id')}  started {data.get('started_at')}  "
+          f"updated {data.get('updated_at')}  {'runner active' if live else 'no runner active'}")
+    rows = [("TASK", "STATE", "ATTEMPTS", "EXIT", "REASON")]
+    for name, t in data["tasks"].items():
+        attempts = f"{t.get('attempt', t.get('attempts', 0))}/{t.get('max_attempts', '?')}" if t.get("attempts") else "0"
+        state = str(t.get("state"))
+        if state == "running" and not live:
+            state = "running (runner gone)"
+        code = t.get("exit_code")
+        rows.append((clean_line(name, False), state, attempts, format_exit(code if isinstance(code, int) else None),
+                     clean_line(str(t.get("reason") or ""), False)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(r[i].ljust(widths[i]) for i in range(5)).rstrip())
+    states = [t.get("state") for t in data["tasks"].values()]
+    return 0 if all(s == "succeeded" for s in states) else 1
+
+
+def cmd_logs(args) -> int:
+    from .sanitize import clean_line
+
+    job, job_dir, data = _read_state(args)
+    t = data["tasks"].get(args.task)
+    if t is None:
+        print(f"jobflow-tui: no task named {args.task!r} in job '{job.name}'", file=sys.stderr)
+        return 2
+    logs = [p for p in t.get("logs") or [] if isinstance(p, str)]
+    if not logs:
+        print(f"jobflow-tui: task {args.task!r} has not run yet", file=sys.stderr)
+        return 1
+    n = args.attempt or len(logs)
+    if not 1 <= n <= len(logs):
+        print(f"jobflow-tui: task {args.task!r} has attempts 1 to {len(logs)}, not {n}", file=sys.stderr)
+        return 2
+    path = os.path.join(job_dir, logs[n - 1])
+    status = path[: -len(".log")] + ".status"
+    tty = sys.stdout.isatty()
+    from .engine.lines import LineSplitter
+
+    splitter = LineSplitter()
+    colour = tty and "NO_COLOR" not in os.environ
+
+    def emit(chunk: bytes, final: bool = False) -> None:
+        if not tty:
+            sys.stdout.buffer.write(chunk)
+            return
+        lines = splitter.feed(chunk) + (splitter.flush() if final else [])
+        sys.stdout.write("".join(clean_line(line, colour) + "\n" for line in lines))
+
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(65536)
+                if chunk:
+                    emit(chunk)
+                    continue
+                if not args.follow or os.path.exists(status) or not _runner_alive(job_dir):
+                    break
+                sys.stdout.flush()
+                time.sleep(0.2)
+            emit(f.read(), final=True)
+    except FileNotFoundError:
+        print(f"jobflow-tui: the log {path} is gone", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    sys.stdout.flush()
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        # `jobflow-tui logs ... | head`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)

@@ -1,0 +1,13 @@
+"""The engine: scheduler, process runner, checkpoint, log tails. asyncio only, no UI."""
+
+from .events import (
+    ABORTED, BLOCKED, FAILED, FINAL, PENDING, RETRYING, RUNNING, STATES, SUCCEEDED,
+    Event, Output, RunIdle, StateChanged,
+)
+from .scheduler import RunError, Scheduler, TaskRun, default_state_dir, safe_name
+
+__all__ = [
+    "ABORTED", "BLOCKED", "FAILED", "FINAL", "PENDING", "RETRYING", "RUNNING", "STATES",
+    "SUCCEEDED", "Event", "Output", "RunError", "RunIdle", "Scheduler", "StateChanged",
+    "TaskRun", "default_state_dir", "safe_name",
+]

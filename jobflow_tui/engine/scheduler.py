@@ -1,0 +1,832 @@
+"""The scheduler: runs a JobDef's DAG on asyncio, event-driven, with a concurrency limit.
+
+Public API (what the dashboard and the headless runner use): `start`, `run`, `wait_idle`,
+`abort`, `abort_all`, `retry`, `restart`, `pause`, `resume`, `shutdown`, `subscribe`, and
+the read-only `tasks` mapping. Nothing here imports a UI toolkit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fcntl
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..jobdef.model import JobDef, TaskDef
+from . import process
+from .checkpoint import FORMAT, CheckpointError, read_checkpoint, write_atomic
+from .events import (
+    ABORTED, BLOCKED, FAILED, PENDING, RETRYING, RUNNING, SUCCEEDED,
+    Event, Output, RunIdle, StateChanged,
+)
+from .tail import LogTail
+
+_SPAWNER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jobflow-spawn")
+TAIL_INTERVAL = 0.05  # seconds between reads of running tasks' logs
+TRACK_INTERVAL = 1.0  # seconds between scans for descendants that leave the process group
+SAVE_INTERVAL = 0.05  # at most this often a checkpoint write; changes in between coalesce
+
+
+class RunError(Exception):
+    """The run cannot start (state dir locked, previous run still alive, bad checkpoint)."""
+
+
+def default_state_dir(job: JobDef) -> str:
+    return os.environ.get("JOBFLOW_STATE_DIR") or os.path.join(job.directory, ".jobflow")
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a task or job name, unique per name."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    if safe != name or not safe:
+        safe = f"{safe[:60]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+def _from_iso(s: Any) -> float | None:
+    if not isinstance(s, str):
+        return None
+    try:
+        import calendar
+
+        main, _, frac = s.rstrip("Z").partition(".")
+        return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
+    except ValueError:
+        return None
+
+
+def parse_outputs(path: str) -> dict[str, str]:
+    """`key=value` lines (and GitHub's `key<<EOF ... EOF` blocks) from a JOBFLOW_OUTPUT file."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        eq = line.find("=")
+        heredoc = line.find("<<")
+        if heredoc > 0 and (eq < 0 or heredoc < eq):
+            key, delim = line[:heredoc].strip(), line[heredoc + 2 :].strip()
+            body: list[str] = []
+            while i < len(lines) and lines[i] != delim:
+                body.append(lines[i])
+                i += 1
+            i += 1
+            if key:
+                out[key] = "\n".join(body)
+        elif eq > 0:
+            out[line[:eq].strip()] = line[eq + 1 :]
+    return out
+
+
+@dataclass
+class TaskRun:
+    """A task's live state in this run. Read it; change it only through the Scheduler."""
+
+    name: str
+    spec: TaskDef
+    state: str = PENDING
+    attempts: int = 0  # attempts started in this run (they number the log files)
+    budget_start: int = 0  # attempts before the current retry budget began
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    pid: int | None = None
+    create_time: float | None = None
+    logs: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    adopted: bool = False
+    _proc: int | None = None  # pid of our own child, to reap
+    _tree: process.Tree | None = None
+    _files: process.AttemptFiles | None = None
+    _tail: LogTail | None = None
+    _timer: asyncio.TimerHandle | None = None
+    _retry_handle: asyncio.TimerHandle | None = None
+    _kill_reason: str = ""
+    _killer: asyncio.Task | None = None
+    _done: asyncio.Future | None = None
+
+    @property
+    def attempt(self) -> int:
+        """The try within the current retry budget (1-based; 0 before the first)."""
+        return self.attempts - self.budget_start
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+
+class Scheduler:
+    """Runs one job. Create it, `await start()` (or `await run()`), drive it with the API."""
+
+    def __init__(
+        self,
+        job: JobDef,
+        *,
+        state_dir: str | None = None,
+        max_concurrency: int | None = None,
+        params: dict[str, str] | None = None,
+        only: list[str] | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.job = job
+        self.state_dir = os.path.abspath(state_dir or default_state_dir(job))
+        self.job_dir = os.path.join(self.state_dir, safe_name(job.name))
+        self.checkpoint_path = os.path.join(self.job_dir, "checkpoint.json")
+        self.limit = job.max_concurrency if max_concurrency is None else max_concurrency
+        self.params = dict(params or {})
+        self.resume_requested = resume
+        self.order = job.order()
+        self.tasks: dict[str, TaskRun] = {n: TaskRun(n, job.tasks[n]) for n in self.order}
+        self.children = job.children()
+        self.selected: set[str] = set(job.upstream(only) if only else job.tasks)
+        self.paused = False
+        self.run_id = ""
+        self.started_at = time.time()
+        self.notes: list[str] = []
+        self.shared_dict: dict[str, Any] = {}
+        self._listeners: list[Callable[[Event], None]] = []
+        self._ready: collections.deque[str] = collections.deque()
+        self._running = 0
+        self._retrying = 0
+        self._json: dict[str, str] = {}  # task -> its encoded checkpoint entry
+        self._stale: set[str] = set(self.tasks)  # entries to encode again
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Future | None = None
+        self._wake: asyncio.Event | None = None
+        self._dirty: asyncio.Event | None = None
+        self._background: set[asyncio.Task] = set()
+        self._lock_fd: int | None = None
+        self._closed = False
+        self._base_env: dict[str, str] = {}
+
+    # ---- subscribers -------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Call `listener(event)` for every event; returns a function that unsubscribes.
+
+        Listeners run synchronously in the event loop and must be quick (hand work off);
+        an exception in one is reported on stderr and never stops the run.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception as e:  # a subscriber's bug must not stop the run
+                print(f"jobflow-tui: event listener failed: {e!r}", file=sys.stderr)
+
+    def _set(self, run: TaskRun, state: str, reason: str = "") -> None:
+        previous, run.state = run.state, state
+        run.reason = reason
+        self._retrying += (state == RETRYING) - (previous == RETRYING)
+        self._emit(
+            StateChanged(
+                run.name, state, previous, run.attempt, run.spec.max_attempts,
+                run.exit_code, run.started_at, run.finished_at, reason,
+            )
+        )
+        self._save(run.name)
+
+    # ---- life cycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Prepare the state dir, resume or start afresh, and launch what is ready."""
+        self._loop = asyncio.get_running_loop()
+        self._idle = self._loop.create_future()
+        self._wake = asyncio.Event()
+        self._dirty = asyncio.Event()
+        os.makedirs(self.job_dir, exist_ok=True)
+        self._take_lock()
+        try:
+            prev = read_checkpoint(self.checkpoint_path, self.job.name)
+        except CheckpointError as e:
+            self._release_lock()
+            raise RunError(str(e)) from None
+        adopt: list[TaskRun] = []
+        if self.resume_requested and prev and not prev.get("completed"):
+            adopt = self._restore(prev)
+        else:
+            if self.resume_requested and prev:
+                self.notes.append("the last run finished with every task succeeded: starting a new run")
+            if prev:
+                self._refuse_if_alive(prev)
+            self.run_id = time.strftime("%Y%m%dT%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
+            self.started_at = time.time()
+        self.run_dir = os.path.join(self.job_dir, "runs", self.run_id)
+        os.makedirs(self.run_dir, exist_ok=True)
+        self._base_env = self._make_env()
+        self._spawn_bg(self._writer())
+        self._spawn_bg(self._ticker())
+        self._save()
+        for run in adopt:
+            self._adopt(run)
+        for name in self.order:
+            self._enqueue_if_ready(name)
+        self._pump()
+        self._check_idle()
+
+    async def run(self) -> int:
+        """Start, wait until nothing is left to do, close; return the exit code (0 or 1)."""
+        await self.start()
+        try:
+            await self.wait_idle()
+        finally:
+            await self.close()
+        return self.exit_code()
+
+    async def wait_idle(self) -> None:
+        """Wait until no task runs or waits to run (a later retry wakes the run again)."""
+        while True:
+            assert self._idle is not None
+            await asyncio.shield(self._idle)
+            if self._is_idle():
+                return
+
+    def exit_code(self) -> int:
+        """0 when every selected task succeeded, else 1."""
+        ok = all(self.tasks[n].state == SUCCEEDED for n in self.selected)
+        return 0 if ok else 1
+
+    async def shutdown(self, reason: str = "interrupted") -> None:
+        """Stop launching, end every running tree gracefully, write the checkpoint."""
+        self.paused = True
+        waits = [self._abort(run, reason) for run in self.tasks.values() if run.state in (RUNNING, RETRYING)]
+        if waits:
+            await asyncio.gather(*waits)
+        await self.close()
+
+    async def close(self) -> None:
+        """Wait for background clean-up, write the final checkpoint, release the lock."""
+        if self._closed:
+            return
+        self._closed = True
+        for t in list(self._background):
+            if t.get_coro().__name__ in ("_ticker", "_writer"):
+                t.cancel()
+        pending = [t for t in self._background if not t.done()]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for run in self.tasks.values():
+            if run._tail is not None:
+                await run._tail.close()
+        self._write_now()
+        self._release_lock()
+
+    # ---- operator actions --------------------------------------------------------
+
+    def pause(self) -> None:
+        """Stop launching new tasks; running ones go on."""
+        self.paused = True
+        self._check_idle()
+
+    def resume(self) -> None:
+        """Launch again after `pause`."""
+        self.paused = False
+        self._pump()
+        self._check_idle()
+
+    def abort(self, name: str) -> asyncio.Future | None:
+        """Abort a running (or retry-waiting) task; returns an awaitable, or None if n/a."""
+        run = self.tasks[name]
+        if run.state not in (RUNNING, RETRYING):
+            return None
+        return asyncio.ensure_future(self._abort(run, "aborted by operator"))
+
+    def abort_all(self) -> asyncio.Future:
+        """Abort every running or retry-waiting task."""
+        waits = [self._abort(r, "aborted by operator") for r in self.tasks.values() if r.state in (RUNNING, RETRYING)]
+        return asyncio.ensure_future(asyncio.gather(*waits))
+
+    def can_retry(self, name: str) -> bool:
+        return self.tasks[name].state in (FAILED, ABORTED)
+
+    def retry(self, name: str) -> bool:
+        """A failed/aborted task, and the downstream it blocked, go back to pending."""
+        run = self.tasks[name]
+        if not self.can_retry(name):
+            return False
+        self.selected.add(name)
+        self._reset(run)
+        self._unblock(name)
+        self._enqueue_if_ready(name)
+        self._pump()
+        self._check_idle()
+        return True
+
+    async def restart(self, name: str) -> None:
+        """Run `name` and everything downstream of it again (running ones aborted first)."""
+        targets = [name, *self.job.downstream(name)]
+        waits = [
+            self._abort(self.tasks[n], "restarted by operator")
+            for n in targets
+            if self.tasks[n].state in (RUNNING, RETRYING)
+        ]
+        if waits:
+            await asyncio.gather(*waits)
+        self.selected.update(targets)
+        for n in self.order:
+            if n in targets:
+                run = self.tasks[n]
+                run.outputs = {}
+                self._reset(run)
+        for n in self.order:
+            if n in targets:
+                if any(self.tasks[d].state in (FAILED, ABORTED, BLOCKED) for d in self.tasks[n].spec.dependencies):
+                    self._set(self.tasks[n], BLOCKED, "a dependency did not succeed")
+                else:
+                    self._enqueue_if_ready(n)
+        self._pump()
+        self._check_idle()
+
+    # ---- scheduling --------------------------------------------------------------
+
+    def _reset(self, run: TaskRun) -> None:
+        run.budget_start = run.attempts
+        run.exit_code = None
+        run.finished_at = None
+        if run.state != PENDING:
+            self._set(run, PENDING)
+
+    def _unblock(self, name: str) -> None:
+        for child in self.children[name]:
+            c = self.tasks[child]
+            if c.state == BLOCKED and not any(
+                self.tasks[d].state in (FAILED, ABORTED, BLOCKED) for d in c.spec.dependencies
+            ):
+                self._set(c, PENDING)
+                self._unblock(child)
+
+    def _enqueue_if_ready(self, name: str) -> None:
+        run = self.tasks[name]
+        if run.state != PENDING or name not in self.selected:
+            return
+        if all(self.tasks[d].state == SUCCEEDED for d in run.spec.dependencies):
+            self._ready.append(name)
+
+    def _pump(self) -> None:
+        while self._ready and not self.paused and (self.limit <= 0 or self._running < self.limit):
+            name = self._ready.popleft()
+            run = self.tasks[name]
+            if run.state in (PENDING, RETRYING) and all(
+                self.tasks[d].state == SUCCEEDED for d in run.spec.dependencies
+            ):
+                self._launch(run)
+
+    def _is_idle(self) -> bool:
+        return not (self._running or self._retrying or self._ready)
+
+    def _check_idle(self) -> None:
+        assert self._idle is not None and self._loop is not None
+        if self._is_idle():
+            if not self._idle.done():
+                self._save()
+                self._idle.set_result(None)
+                self._emit(RunIdle(self.exit_code()))
+        elif self._idle.done():
+            self._idle = self._loop.create_future()
+
+    def _make_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            PYTHONUNBUFFERED="1",
+            JOBFLOW_JOB=self.job.name,
+            JOBFLOW_RUN_ID=self.run_id,
+            JOBFLOW_JOB_FILE=self.job.path,
+            JOBFLOW_STATE_DIR=self.state_dir,
+        )
+        for k, v in self.params.items():
+            env["JOBFLOW_PARAM_" + re.sub(r"[^A-Z0-9_]", "_", k.upper())] = v
+        return env
+
+    def _attempt_files(self, run: TaskRun, attempt: int) -> process.AttemptFiles:
+        return process.AttemptFiles(os.path.join(self.run_dir, f"{safe_name(run.name)}.{attempt}"))
+
+    def _launch(self, run: TaskRun) -> None:
+        assert self._loop is not None
+        run.attempts += 1
+        files = self._attempt_files(run, run.attempts)
+        run._files = files
+        run.logs.append(files.log)
+        run.exit_code = None
+        run.started_at = time.time()
+        run.finished_at = None
+        run.pid = run.create_time = None
+        run._kill_reason = ""
+        run.adopted = False
+        run._done = self._loop.create_future()
+        env = dict(self._base_env)
+        env.update(run.spec.env)
+        env.update(
+            JOBFLOW_TASK=run.name,
+            JOBFLOW_ATTEMPT=str(run.attempts),
+            JOBFLOW_OUTPUT=files.outputs,
+            JOBFLOW_LOG=files.log,
+        )
+        self._running += 1
+        self._set(run, RUNNING)
+        # posix_spawn blocks until the child has exec'd; in a thread (it releases the GIL)
+        # the loop goes on reaping and launching meanwhile.
+        fut = self._loop.run_in_executor(_SPAWNER, self._spawn, run, files, env)
+        fut.add_done_callback(lambda f, run=run: self._spawned(run, f))
+
+    def _spawned(self, run: TaskRun, fut: asyncio.Future) -> None:
+        assert self._loop is not None and run._files is not None
+        try:
+            pid = fut.result()
+        except Exception as e:
+            # Could not even start (no shell, bad class): an attempt that failed at once.
+            with open(run._files.log, "ab") as f:
+                f.write(f"jobflow-tui: cannot start task {run.name!r}: {e}\n".encode())
+            self._spawn_bg(self._finish(run, 127))
+            return
+        run._proc = run.pid = pid
+        run._tree = process.Tree(pid)
+        run._tail = LogTail(run._files.log)
+        if run._kill_reason:  # aborted while it was being started
+            self._start_kill(run, run._kill_reason)
+        elif run.spec.timeout:
+            run._timer = self._loop.call_later(run.spec.timeout, self._on_timeout, run)
+        waiter = process.wait_exit(pid, self._loop)
+        waiter.add_done_callback(lambda _f, run=run: self._on_exit(run))
+        self._wake.set()  # type: ignore[union-attr]
+
+    def _spawn(self, run: TaskRun, files: process.AttemptFiles, env: dict[str, str]) -> int:
+        if run.spec.python_class:
+            from .. import pytask
+
+            return pytask.spawn(self, run, files, env)
+        assert run.spec.command is not None
+        return process.spawn(run.spec.command, files, env, run.spec.cwd)
+
+    def _on_exit(self, run: TaskRun) -> None:
+        if run.adopted:
+            code = run._files.read_status() if run._files else None
+        else:
+            code = process.reap(run._proc)
+        self._spawn_bg(self._finish(run, code))
+
+    def _on_timeout(self, run: TaskRun) -> None:
+        if run.state == RUNNING and not run._kill_reason:
+            self._start_kill(run, "timeout")
+
+    def _start_kill(self, run: TaskRun, reason: str) -> None:
+        run._kill_reason = reason
+        if run._tree is not None and run._killer is None:
+            run._killer = asyncio.ensure_future(run._tree.kill(run.spec.kill_grace, run.pid))
+            self._background.add(run._killer)
+            run._killer.add_done_callback(self._background.discard)
+
+    async def _abort(self, run: TaskRun, reason: str) -> None:
+        if run.state == RETRYING:
+            if run._retry_handle:
+                run._retry_handle.cancel()
+                run._retry_handle = None
+            self._set(run, ABORTED, reason)
+            self._block_downstream(run.name)
+            self._check_idle()
+            return
+        if run.state != RUNNING:
+            return
+        if not run._kill_reason:
+            self._start_kill(run, reason)
+        if run._done is not None:
+            await asyncio.shield(run._done)
+
+    async def _finish(self, run: TaskRun, code: int | None) -> None:
+        """An attempt's process has ended: drain its log, record the result, move on."""
+        if run._timer:
+            run._timer.cancel()
+            run._timer = None
+        if run._tail is not None:
+            lines = await run._tail.read(final=True)
+            if lines:
+                self._emit(Output(run.name, run.attempt, lines))
+            run._tail = None
+        tree = run._tree
+        if tree is not None and run._killer is None and tree.alive():
+            # The main process is done but left others behind: end them too.
+            self._spawn_bg(tree.kill(run.spec.kill_grace))
+        if run._killer is not None:
+            await asyncio.shield(run._killer)
+            run._killer = None
+        run.exit_code = code
+        run.finished_at = time.time()
+        run.pid = None
+        run._proc = None
+        if run._files is not None and os.path.exists(run._files.outputs):
+            run.outputs.update(parse_outputs(run._files.outputs))
+        self._running -= 1
+        reason = run._kill_reason
+        if code is not None and code < 0:
+            import signal
+
+            sig = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            what = f"killed by {sig}"
+        else:
+            what = f"exit code {code}" if code is not None else "ended without an exit status"
+        if reason and reason != "timeout":
+            self._set(run, ABORTED, reason)
+            self._block_downstream(run.name)
+        elif code == 0 and not reason:
+            self._set(run, SUCCEEDED)
+            for child in self.children[run.name]:
+                self._enqueue_if_ready(child)
+        else:
+            why = f"timed out after {run.spec.timeout:g}s" if reason == "timeout" else what
+            if run.attempt < run.spec.max_attempts:
+                wait = run.spec.retry_wait(run.attempt)
+                self._set(run, RETRYING, f"{why}; retry in {wait:g}s")
+                assert self._loop is not None
+                run._retry_handle = self._loop.call_later(wait, self._retry_now, run)
+            else:
+                self._set(run, FAILED, why)
+                self._block_downstream(run.name)
+        if run._done is not None and not run._done.done():
+            run._done.set_result(None)
+        self._pump()
+        self._check_idle()
+
+    def _retry_now(self, run: TaskRun) -> None:
+        run._retry_handle = None
+        if run.state == RETRYING:
+            self._ready.appendleft(run.name)
+            self._pump()
+
+    def _block_downstream(self, name: str) -> None:
+        for n in self.job.downstream(name):
+            run = self.tasks[n]
+            if run.state == PENDING:
+                self._set(run, BLOCKED, f"'{name}' did not succeed")
+
+    # ---- adoption and resume -----------------------------------------------------
+
+    def _last_attempt_on_disk(self, run: TaskRun) -> int:
+        prefix = safe_name(run.name) + "."
+        best = run.attempts
+        try:
+            names = os.listdir(self.run_dir)
+        except OSError:
+            return best
+        for fn in names:
+            if fn.startswith(prefix):
+                num = fn[len(prefix):].split(".", 1)[0]
+                if num.isdigit():
+                    best = max(best, int(num))
+        return best
+
+    def _alive_attempt(self, files: process.AttemptFiles, pid: int | None, created: float | None):
+        """The live process of an attempt that outlived its runner, or None."""
+        import psutil
+
+        pid = pid or files.read_pid()
+        if not pid:
+            return None
+        try:
+            p = psutil.Process(pid)
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if created is not None:
+                return p if abs(p.create_time() - created) < 0.05 else None
+            return p if p.environ().get("JOBFLOW_STATUS_FILE") == files.status else None
+        except psutil.Error:
+            return None
+
+    def _refuse_if_alive(self, prev: dict) -> None:
+        self.run_id = str(prev.get("run_id", ""))
+        self.run_dir = os.path.join(self.job_dir, "runs", self.run_id)
+        for name, t in prev["tasks"].items():
+            if t.get("state") == RUNNING and name in self.tasks:
+                run = self.tasks[name]
+                attempt = max(int(t.get("attempts") or 0), self._last_attempt_on_disk(run))
+                files = self._attempt_files(run, attempt)
+                if attempt and files.read_status() is None and self._alive_attempt(files, t.get("pid"), t.get("create_time")):
+                    self._release_lock()
+                    raise RunError(
+                        f"task '{name}' of the previous run is still running (pid {files.read_pid()}); "
+                        "use --resume to adopt it, or stop it first"
+                    )
+
+    def _restore(self, prev: dict) -> list[TaskRun]:
+        """Take over a previous run: keep what succeeded, adopt what still runs."""
+        self.run_id = str(prev.get("run_id") or "")
+        self.started_at = _from_iso(prev.get("started_at")) or time.time()
+        self.run_dir = os.path.join(self.job_dir, "runs", self.run_id)
+        shared = prev.get("shared_dict")
+        self.shared_dict = shared if isinstance(shared, dict) else {}
+        base = self.job_dir
+        changed = {
+            n for n, t in prev["tasks"].items()
+            if n in self.tasks and t.get("fingerprint") != self.tasks[n].spec.fingerprint()
+        }
+        rerun = set(changed)
+        for n in changed:
+            rerun.update(self.job.downstream(n))
+        adopt: list[TaskRun] = []
+        for name, run in self.tasks.items():
+            t = prev["tasks"].get(name)
+            if not isinstance(t, dict):
+                continue
+            run.attempts = int(t.get("attempts") or 0) if str(t.get("attempts", "0")).isdigit() else 0
+            run.logs = [os.path.join(base, p) for p in t.get("logs") or [] if isinstance(p, str)]
+            run.outputs = t.get("outputs") if isinstance(t.get("outputs"), dict) else {}
+            run.exit_code = t.get("exit_code") if isinstance(t.get("exit_code"), int) else None
+            run.started_at = _from_iso(t.get("started_at"))
+            run.finished_at = _from_iso(t.get("finished_at"))
+            last = self._last_attempt_on_disk(run)
+            state = t.get("state")
+            if last > run.attempts:
+                # The runner died between starting an attempt and recording it.
+                for n in range(run.attempts + 1, last + 1):
+                    run.logs.append(self._attempt_files(run, n).log)
+                run.attempts = last
+                state = RUNNING
+            if state == RUNNING and run.attempts:
+                files = self._attempt_files(run, run.attempts)
+                code = files.read_status()
+                proc = None if code is not None else self._alive_attempt(files, t.get("pid"), t.get("create_time"))
+                if proc is not None:
+                    run._files = files
+                    run.pid = proc.pid
+                    run.create_time = proc.create_time()
+                    run.budget_start = max(0, run.attempts - 1)
+                    adopt.append(run)
+                    continue
+                run.exit_code = code
+                run.finished_at = run.finished_at or time.time()
+                if code is not None:
+                    run.outputs.update(parse_outputs(files.outputs))
+                state = SUCCEEDED if code == 0 else FAILED
+            if state == SUCCEEDED and name not in rerun:
+                run.state = SUCCEEDED
+            else:
+                if name in rerun:
+                    run.outputs = {}
+                run.budget_start = run.attempts
+                run.state = PENDING
+        if changed:
+            self.notes.append("changed since the last run, so run again with what depends on them: " + ", ".join(sorted(changed)))
+        return adopt
+
+    def _adopt(self, run: TaskRun) -> None:
+        """Follow an attempt whose runner died: tail its log, await its end, never restart it."""
+        assert self._loop is not None and run._files is not None and run.pid is not None
+        run.adopted = True
+        run._done = self._loop.create_future()
+        run._tree = process.Tree(run.pid)
+        run._tail = LogTail(run._files.log)
+        run._kill_reason = ""
+        self._running += 1
+        self._set(run, RUNNING, f"adopted running process {run.pid}")
+        if run.spec.timeout and run.started_at:
+            left = max(0.0, run.started_at + run.spec.timeout - time.time())
+            run._timer = self._loop.call_later(left, self._on_timeout, run)
+        waiter = process.wait_exit(run.pid, self._loop)
+        waiter.add_done_callback(lambda _f, run=run: self._on_exit(run))
+
+    # ---- background: log tails, descendant tracking, checkpoint writer -----------
+
+    def _spawn_bg(self, coro) -> asyncio.Task:
+        t = asyncio.ensure_future(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+        return t
+
+    async def _ticker(self) -> None:
+        assert self._wake is not None
+        last_track = 0.0
+        while True:
+            running = [r for r in self.tasks.values() if r.state == RUNNING and r._tail is not None]
+            if not running:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            for run in running:
+                tail = run._tail
+                if tail is not None and tail.has_new():
+                    lines = await tail.read()
+                    if lines and run._tail is tail:
+                        self._emit(Output(run.name, run.attempt, lines))
+            now = time.monotonic()
+            if now - last_track >= TRACK_INTERVAL:
+                last_track = now
+                for run in running:
+                    if run._tree is not None and run.pid and run.started_at and time.time() - run.started_at > 0.5:
+                        self._track(run)
+            await asyncio.sleep(TAIL_INTERVAL)
+
+    def _track(self, run: TaskRun) -> None:
+        """Note a long-running attempt's create time and its descendants (short ones need neither)."""
+        import psutil
+
+        assert run._tree is not None and run.pid is not None
+        if run.create_time is None:
+            try:
+                run.create_time = psutil.Process(run.pid).create_time()
+                self._save(run.name)
+            except psutil.Error:
+                pass
+        run._tree.track(run.pid)
+
+    def _save(self, name: str | None = None) -> None:
+        if name is not None:
+            self._stale.add(name)
+        if self._dirty is not None:
+            self._dirty.set()
+
+    async def _writer(self) -> None:
+        assert self._dirty is not None and self._loop is not None
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            data = self._serialise()
+            await self._loop.run_in_executor(None, write_atomic, self.checkpoint_path, data)
+            await asyncio.sleep(SAVE_INTERVAL)
+
+    def _write_now(self) -> None:
+        write_atomic(self.checkpoint_path, self._serialise())
+
+    def _serialise(self) -> bytes:
+        """The checkpoint document; only the tasks that changed are encoded again."""
+
+        def rel(p: str) -> str:
+            return os.path.relpath(p, self.job_dir)
+
+        stale, self._stale = self._stale, set()
+        for name in stale:
+            r = self.tasks[name]
+            self._json[name] = json.dumps({
+                "state": r.state,
+                "attempts": r.attempts,
+                "attempt": r.attempt,
+                "max_attempts": r.spec.max_attempts,
+                "exit_code": r.exit_code,
+                "reason": r.reason,
+                "started_at": _iso(r.started_at),
+                "finished_at": _iso(r.finished_at),
+                "pid": r.pid if r.state == RUNNING else None,
+                "create_time": r.create_time if r.state == RUNNING else None,
+                "logs": [rel(p) for p in r.logs],
+                "outputs": r.outputs,
+                "fingerprint": r.spec.fingerprint(),
+                "selected": name in self.selected,
+            }, default=str)
+        head = json.dumps({
+            "format": FORMAT,
+            "job": {"name": self.job.name, "path": self.job.path, "hash": self.job.hash},
+            "run_id": self.run_id,
+            "started_at": _iso(self.started_at),
+            "updated_at": _iso(time.time()),
+            "completed": all(r.state == SUCCEEDED for r in self.tasks.values()),
+            "params": self.params,
+            "shared_dict": self.shared_dict,
+        }, default=str)
+        tasks = ",\n".join(f"{json.dumps(n)}: {self._json[n]}" for n in self.order)
+        return f'{head[:-1]}, "tasks": {{\n{tasks}}}}}\n'.encode()
+
+    # ---- the state dir lock ------------------------------------------------------
+
+    def _take_lock(self) -> None:
+        path = os.path.join(self.job_dir, "lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                other = os.read(fd, 32).decode(errors="replace").strip()
+            finally:
+                os.close(fd)
+            raise RunError(
+                f"job '{self.job.name}' is already being run from {self.job_dir} (pid {other or '?'})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -1,0 +1,154 @@
+"""Run a job without a screen: `TASK | line` output, one line per state change, a summary.
+
+For cron and CI. Output is sanitised like the dashboard's; colour only on a terminal
+without NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from typing import TextIO
+
+from .engine import (
+    ABORTED, BLOCKED, FAILED, PENDING, RETRYING, RUNNING, SUCCEEDED,
+    Event, Output, Scheduler, StateChanged,
+)
+from .sanitize import clean_line
+
+STATE_SGR = {
+    PENDING: "2", RUNNING: "36", SUCCEEDED: "32", FAILED: "31;1",
+    ABORTED: "35", RETRYING: "33", BLOCKED: "2;31",
+}
+EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set (any value)."""
+    return "NO_COLOR" not in os.environ and stream.isatty()
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def format_exit(code: int | None) -> str:
+    if code is None:
+        return "-"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return str(code)
+
+
+class Reporter:
+    """A scheduler listener that prints events as plain lines."""
+
+    def __init__(self, scheduler: Scheduler, out: TextIO = sys.stdout, colour: bool | None = None) -> None:
+        self.scheduler = scheduler
+        self.out = out
+        self.colour = use_colour(out) if colour is None else colour
+        self.width = min(24, max((len(n) for n in scheduler.tasks), default=4))
+        scheduler.subscribe(self)
+
+    def paint(self, text: str, state: str) -> str:
+        return f"\x1b[{STATE_SGR[state]}m{text}\x1b[0m" if self.colour else text
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Output):
+            name = clean_line(event.task, False).ljust(self.width)
+            # One write per chunk of lines: per-line writes cost more than the lines.
+            self.out.write("".join(f"{name} | {clean_line(line, self.colour)}\n" for line in event.lines))
+        elif isinstance(event, StateChanged):
+            self.out.write(self.describe(event) + "\n")
+            self.out.flush()
+
+    def describe(self, e: StateChanged) -> str:
+        name = clean_line(e.task, False).ljust(self.width)
+        parts = []
+        if e.state in (RUNNING, FAILED, RETRYING, SUCCEEDED) and e.attempt:
+            parts.append(f"attempt {e.attempt}/{e.max_attempts}")
+        if e.state in (FAILED, ABORTED, SUCCEEDED, RETRYING) and e.started_at and e.finished_at:
+            parts.append(format_duration(e.finished_at - e.started_at))
+        if e.reason:
+            parts.append(clean_line(e.reason, False))
+        detail = f" ({', '.join(parts)})" if parts else ""
+        return f"{name} -> {self.paint(e.state, e.state)}{detail}"
+
+    def summary(self, elapsed: float) -> str:
+        s = self.scheduler
+        rows = [("TASK", "STATE", "ATTEMPTS", "DURATION", "EXIT")]
+        for name in s.order:
+            r = s.tasks[name]
+            if name not in s.selected and r.state == PENDING:
+                continue
+            rows.append((
+                clean_line(name, False), r.state, f"{r.attempt}/{r.spec.max_attempts}" if r.attempts else "0",
+                format_duration(r.duration) if r.started_at else "-", format_exit(r.exit_code),
+            ))
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        lines = []
+        for i, row in enumerate(rows):
+            cells = [row[j].ljust(widths[j]) for j in range(5)]
+            if i:
+                cells[1] = self.paint(cells[1], row[1])
+            lines.append("  ".join(cells).rstrip())
+        counts: dict[str, int] = {}
+        for n in s.selected:
+            counts[s.tasks[n].state] = counts.get(s.tasks[n].state, 0) + 1
+        order = [SUCCEEDED, FAILED, ABORTED, BLOCKED, RETRYING, RUNNING, PENDING]
+        tally = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
+        lines.append(f"job {s.job.name}: {tally} in {format_duration(elapsed)} (run {s.run_id})")
+        return "\n".join(lines)
+
+
+async def run_headless(scheduler: Scheduler, out: TextIO = sys.stdout) -> int:
+    """Run to the end, printing as it goes; SIGINT/SIGTERM/SIGHUP stop it cleanly."""
+    reporter = Reporter(scheduler, out)
+    loop = asyncio.get_running_loop()
+    t0 = time.monotonic()
+    stop: dict[str, int] = {}
+    stopping: list[asyncio.Task] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop:
+            # A second signal: no more grace, end every tree now.
+            for run in scheduler.tasks.values():
+                if run.state == RUNNING and run._tree is not None:
+                    run._tree.signal(signal.SIGKILL)
+            return
+        stop["code"] = EXIT_ON_SIGNAL[sig]
+        print(f"jobflow-tui: {sig.name}: stopping running tasks (again to kill at once)", file=sys.stderr)
+        stopping.append(asyncio.ensure_future(scheduler.shutdown(f"interrupted by {sig.name}")))
+
+    for sig in EXIT_ON_SIGNAL:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await scheduler.start()
+        for note in scheduler.notes:
+            print(f"jobflow-tui: {note}", file=sys.stderr)
+        idle = asyncio.ensure_future(scheduler.wait_idle())
+        while not idle.done() and not stopping:
+            await asyncio.wait([idle], timeout=0.2)
+        if stopping:
+            idle.cancel()
+            await stopping[0]
+        else:
+            await scheduler.close()
+    finally:
+        for sig in EXIT_ON_SIGNAL:
+            loop.remove_signal_handler(sig)
+    out.write(reporter.summary(time.monotonic() - t0) + "\n")
+    out.flush()
+    return stop.get("code", scheduler.exit_code())

@@ -1,0 +1,121 @@
+"""The validated, merged job: plain dataclasses the engine consumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TaskDef:
+    """One task after merging and validation; paths are absolute."""
+
+    name: str
+    index: int  # position in the merged file: breaks ties in dependency order
+    command: str | list[str] | None = None
+    python_class: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    dependencies: list[str] = field(default_factory=list)
+    max_attempts: int = 1
+    retry_delay: float = 0.0
+    retry_backoff: float = 2.0
+    retry_max_delay: float = 300.0
+    timeout: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "."
+    kill_grace: float = 5.0
+    description: str = ""
+
+    def retry_wait(self, failed_attempt: int) -> float:
+        """Seconds to wait before the attempt after `failed_attempt` (1-based)."""
+        if self.retry_delay <= 0:
+            return 0.0
+        wait = self.retry_delay * self.retry_backoff ** max(0, failed_attempt - 1)
+        return min(wait, self.retry_max_delay)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes what the task does (not its retry policy)."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached:
+            return cached
+        what = {
+            "command": self.command,
+            "class": self.python_class,
+            "parameters": self.parameters,
+            "dependencies": sorted(self.dependencies),
+            "env": self.env,
+            "cwd": self.cwd,
+        }
+        raw = json.dumps(what, sort_keys=True, default=str).encode()
+        self.__dict__["_fingerprint"] = digest = hashlib.sha256(raw).hexdigest()[:16]
+        return digest
+
+
+@dataclass
+class JobDef:
+    """A whole job: config plus tasks in file order."""
+
+    name: str
+    path: str
+    directory: str
+    tasks: dict[str, TaskDef]
+    max_concurrency: int = 0
+    extension_directories: list[str] = field(default_factory=list)
+    extension_packages: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    hash: str = ""
+
+    def children(self) -> dict[str, list[str]]:
+        """Task name -> the tasks that depend on it, in file order (do not modify)."""
+        cached = self.__dict__.get("_children")
+        if cached is not None:
+            return cached
+        out: dict[str, list[str]] = {n: [] for n in self.tasks}
+        for t in self.tasks.values():
+            for d in t.dependencies:
+                out[d].append(t.name)
+        self.__dict__["_children"] = out
+        return out
+
+    def order(self) -> list[str]:
+        """Dependency order, ties broken by file order."""
+        import heapq
+
+        indeg = {n: len(t.dependencies) for n, t in self.tasks.items()}
+        kids = self.children()
+        heap = [(t.index, n) for n, t in self.tasks.items() if indeg[n] == 0]
+        heapq.heapify(heap)
+        out: list[str] = []
+        while heap:
+            _, n = heapq.heappop(heap)
+            out.append(n)
+            for c in kids[n]:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    heapq.heappush(heap, (self.tasks[c].index, c))
+        return out
+
+    def downstream(self, name: str) -> list[str]:
+        """Every task that depends on `name`, directly or not (not `name` itself)."""
+        kids = self.children()
+        seen: set[str] = set()
+        stack = list(kids[name])
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(kids[n])
+        return [n for n in self.tasks if n in seen]
+
+    def upstream(self, names: list[str]) -> list[str]:
+        """`names` and everything they need, in file order."""
+        seen: set[str] = set()
+        stack = list(names)
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(self.tasks[n].dependencies)
+        return [n for n in self.tasks if n in seen]
