@@ -59,7 +59,6 @@ class Reporter:
         self.scheduler = scheduler
         self.out = out
         self.colour = use_colour(out) if colour is None else colour
-        self.width = min(24, max((len(n) for n in scheduler.tasks), default=4))
         scheduler.subscribe(self)
 
     def paint(self, text: str, state: str) -> str:
@@ -67,7 +66,8 @@ class Reporter:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Output):
-            name = clean_line(event.task, False).ljust(self.width)
+            # Exactly `TASK | line` (no padding), so scripts can split on the first " | ".
+            name = clean_line(event.task, False)
             # One write per chunk of lines: per-line writes cost more than the lines.
             self.out.write("".join(f"{name} | {clean_line(line, self.colour)}\n" for line in event.lines))
         elif isinstance(event, StateChanged):
@@ -75,7 +75,7 @@ class Reporter:
             self.out.flush()
 
     def describe(self, e: StateChanged) -> str:
-        name = clean_line(e.task, False).ljust(self.width)
+        name = clean_line(e.task, False)
         parts = []
         if e.state in (RUNNING, FAILED, RETRYING, SUCCEEDED) and e.attempt:
             parts.append(f"attempt {e.attempt}/{e.max_attempts}")

@@ -1,0 +1,182 @@
+"""Resume and re-adoption, driven through the real CLI: a runner that fails, that is
+SIGKILLed mid-task, or that is interrupted must never lose work or run a step twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import alive, cli, wait_for, write
+
+
+def checkpoint(tmp_path: Path, name: str = "job") -> dict:
+    return json.loads((tmp_path / ".jobflow" / name / "checkpoint.json").read_text())
+
+
+def start_runner(tmp_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobflow_tui", str(tmp_path / "job.yaml"), "--headless", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+
+
+def test_resume_after_failure_keeps_what_succeeded(tmp_path: Path) -> None:
+    write(tmp_path / "job.yaml", f"""
+        tasks:
+          extract: {{command: 'echo run >> {tmp_path}/extract.count'}}
+          load: {{command: 'test -f {tmp_path}/ready', dependencies: [extract]}}
+          report: {{command: 'echo done', dependencies: [load]}}
+    """)
+    r = cli("job.yaml", cwd=tmp_path)
+    assert r.returncode == 1
+    assert {n: t["state"] for n, t in checkpoint(tmp_path)["tasks"].items()} == {
+        "extract": "succeeded", "load": "failed", "report": "blocked"}
+    (tmp_path / "ready").touch()
+    r = cli("job.yaml", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "extract.count").read_text() == "run\n"  # not run again
+    assert "report | done" in r.stdout
+    cp = checkpoint(tmp_path)
+    assert all(t["state"] == "succeeded" for t in cp["tasks"].values())
+    assert len(cp["tasks"]["load"]["logs"]) == 2  # both attempts' logs are kept
+
+
+def test_resume_reruns_changed_tasks_and_their_downstream(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    text = f"""
+        tasks:
+          a: {{command: 'echo a >> {tmp_path}/a.count'}}
+          b: {{command: 'echo b >> {tmp_path}/b.count', dependencies: [a]}}
+          c: {{command: 'echo c >> {tmp_path}/c.count'}}
+          gate: {{command: 'test -f {tmp_path}/ready', dependencies: [b, c]}}
+    """
+    write(job, text)
+    assert cli("job.yaml", cwd=tmp_path).returncode == 1
+    write(job, text.replace("echo a >>", "echo a; echo a >>"))
+    (tmp_path / "ready").touch()
+    r = cli("job.yaml", "-r", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "changed since the last run" in r.stderr
+    assert (tmp_path / "a.count").read_text().count("a") == 2
+    assert (tmp_path / "b.count").read_text().count("b") == 2
+    assert (tmp_path / "c.count").read_text().count("c") == 1
+
+
+SLOW = "echo start >> {tmp}/starts; for i in $(seq 1 25); do echo line $i; sleep 0.1; done; echo out=fine >> $JOBFLOW_OUTPUT"
+
+
+def test_sigkilled_runner_the_running_task_is_adopted_not_rerun(tmp_path: Path) -> None:
+    write(tmp_path / "job.yaml", f"""
+        tasks:
+          slow: {{command: '{SLOW.format(tmp=tmp_path)}'}}
+          after: {{command: 'echo after ran', dependencies: [slow]}}
+    """)
+    runner = start_runner(tmp_path)
+    wait_for(lambda: (tmp_path / "starts").exists(), 20, "the task to start")
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+    r = cli("job.yaml", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "adopted running process" in r.stdout
+    assert "after | after ran" in r.stdout
+    assert (tmp_path / "starts").read_text() == "start\n"  # exactly one start, ever
+    cp = checkpoint(tmp_path)
+    log = (tmp_path / ".jobflow" / "job" / cp["tasks"]["slow"]["logs"][-1]).read_text()
+    assert log.splitlines() == [f"line {i}" for i in range(1, 26)]  # complete on disk
+    assert cp["tasks"]["slow"]["outputs"] == {"out": "fine"}
+    assert cp["tasks"]["slow"]["attempts"] == 1
+
+
+def test_task_that_finished_while_no_runner_was_alive_is_not_rerun(tmp_path: Path) -> None:
+    write(tmp_path / "job.yaml", f"""
+        tasks:
+          quick: {{command: 'echo start >> {tmp_path}/starts; sleep 1'}}
+    """)
+    runner = start_runner(tmp_path)
+    wait_for(lambda: (tmp_path / "starts").exists(), 20)
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+    status = next((tmp_path / ".jobflow" / "job" / "runs").glob("*/quick.1.status"))
+    wait_for(lambda: "exit 0" in status.read_text(), 20, "the orphaned task to record its exit")
+    r = cli("job.yaml", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "starts").read_text() == "start\n"
+
+
+def test_task_that_died_without_a_status_runs_again_on_resume(tmp_path: Path) -> None:
+    write(tmp_path / "job.yaml", f"""
+        tasks:
+          t: {{command: 'echo start >> {tmp_path}/starts; test -f {tmp_path}/second || sleep 300'}}
+    """)
+    runner = start_runner(tmp_path)
+    wait_for(lambda: (tmp_path / "starts").exists(), 20)
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+    status = next((tmp_path / ".jobflow" / "job" / "runs").glob("*/t.1.status"))
+    pid = int(status.read_text().split()[1])
+    os.killpg(pid, signal.SIGKILL)  # the whole attempt dies with no exit recorded
+    wait_for(lambda: not alive(pid), 10)
+    (tmp_path / "second").touch()
+    r = cli("job.yaml", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "starts").read_text() == "start\nstart\n"
+
+
+def test_fresh_run_is_refused_while_the_previous_attempt_lives(tmp_path: Path) -> None:
+    write(tmp_path / "job.yaml", f"tasks:\n  t: {{command: 'echo start >> {tmp_path}/starts; sleep 300'}}\n")
+    runner = start_runner(tmp_path)
+    wait_for(lambda: (tmp_path / "starts").exists(), 20)
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+    r = cli("job.yaml", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "still running" in r.stderr and "--resume" in r.stderr
+    assert (tmp_path / "starts").read_text() == "start\n"
+    status = next((tmp_path / ".jobflow" / "job" / "runs").glob("*/t.1.status"))
+    os.killpg(int(status.read_text().split()[1]), signal.SIGKILL)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    write(tmp_path / "job.yaml", "tasks:\n  t: {command: 'true'}\n")
+    write(tmp_path / ".jobflow" / "job" / "checkpoint.json", '{"job": {"name": "job"}, "tas')
+    r = cli("job.yaml", "--resume", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "checkpoint is not valid JSON" in r.stderr and "Traceback" not in r.stderr
+    write(tmp_path / ".jobflow" / "job" / "checkpoint.json", '{"job": {"name": "other"}, "tasks": {}}')
+    r = cli("job.yaml", "--resume", cwd=tmp_path)
+    assert r.returncode == 2 and "belongs to job 'other'" in r.stderr
+
+
+def _interrupt(tmp_path: Path, sig: int, code: int) -> None:
+    write(tmp_path / "job.yaml", f"""
+        tasks:
+          long: {{command: 'sleep 300 & echo $! > {tmp_path}/child; echo up; wait'}}
+          next: {{command: 'echo never', dependencies: [long]}}
+    """)
+    runner = start_runner(tmp_path)
+    wait_for(lambda: (tmp_path / "child").exists() and (tmp_path / "child").read_text().strip(), 20)
+    child = int((tmp_path / "child").read_text())
+    runner.send_signal(sig)
+    out, err = runner.communicate(timeout=30)
+    assert runner.returncode == code, err
+    assert not alive(child)
+    cp = checkpoint(tmp_path)
+    assert cp["tasks"]["long"]["state"] == "aborted"
+    assert cp["tasks"]["next"]["state"] == "blocked"
+    assert "long -> aborted" in out
+
+
+def test_sigint_stops_gracefully_with_exit_130(tmp_path: Path) -> None:
+    _interrupt(tmp_path, signal.SIGINT, 130)
+
+
+def test_sigterm_stops_gracefully_with_exit_143(tmp_path: Path) -> None:
+    _interrupt(tmp_path, signal.SIGTERM, 143)
+
+
+def test_sighup_stops_gracefully(tmp_path: Path) -> None:
+    _interrupt(tmp_path, signal.SIGHUP, 129)
