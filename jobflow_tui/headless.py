@@ -14,8 +14,17 @@ import time
 from typing import TextIO
 
 from .engine import (
-    ABORTED, BLOCKED, FAILED, PENDING, RETRYING, RUNNING, SUCCEEDED,
-    Event, Output, Scheduler, StateChanged,
+    ABORTED,
+    BLOCKED,
+    FAILED,
+    PENDING,
+    RETRYING,
+    RUNNING,
+    SUCCEEDED,
+    Event,
+    Output,
+    Scheduler,
+    StateChanged,
 )
 from .sanitize import clean_line
 

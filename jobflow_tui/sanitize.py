@@ -33,14 +33,12 @@ def _keep_sgr(m: re.Match[str]) -> str:
 
 def clean_line(line: str, colour: bool = True) -> str:
     """One output line made safe: SGR kept if `colour`, all other controls dropped."""
+    if line.isprintable():
+        # The common case, checked in C: no control character at all (C0, C1, DEL, ESC).
+        return line
     if "\r" in line:
         # A progress bar redraws with CR: show its last non-empty state.
         parts = [p for p in line.split("\r") if p]
         line = parts[-1] if parts else ""
-    if "\x1b" in line or "\x9b" in line or "\x9d" in line or any("\x80" <= c <= "\x9f" for c in line):
-        line = _ESCAPES.sub(_keep_sgr if colour else "", line)
-    return _CONTROLS.sub("", line) if _needs_controls(line) else line
-
-
-def _needs_controls(line: str) -> bool:
-    return not line.isprintable() and _CONTROLS.search(line) is not None
+    line = _ESCAPES.sub(_keep_sgr if colour else "", line)
+    return _CONTROLS.sub("", line)

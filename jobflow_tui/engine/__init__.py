@@ -1,8 +1,19 @@
 """The engine: scheduler, process runner, checkpoint, log tails. asyncio only, no UI."""
 
 from .events import (
-    ABORTED, BLOCKED, FAILED, FINAL, PENDING, RETRYING, RUNNING, STATES, SUCCEEDED,
-    Event, Output, RunIdle, StateChanged,
+    ABORTED,
+    BLOCKED,
+    FAILED,
+    FINAL,
+    PENDING,
+    RETRYING,
+    RUNNING,
+    STATES,
+    SUCCEEDED,
+    Event,
+    Output,
+    RunIdle,
+    StateChanged,
 )
 from .scheduler import RunError, Scheduler, TaskRun, default_state_dir, safe_name
 

@@ -16,16 +16,26 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..jobdef.model import JobDef, TaskDef
 from . import process
 from .checkpoint import FORMAT, CheckpointError, read_checkpoint, write_atomic
 from .events import (
-    ABORTED, BLOCKED, FAILED, PENDING, RETRYING, RUNNING, SUCCEEDED,
-    Event, Output, RunIdle, StateChanged,
+    ABORTED,
+    BLOCKED,
+    FAILED,
+    PENDING,
+    RETRYING,
+    RUNNING,
+    SUCCEEDED,
+    Event,
+    Output,
+    RunIdle,
+    StateChanged,
 )
 from .tail import LogTail
 

@@ -11,11 +11,12 @@ import hashlib
 import json
 import os
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import JobFileError, Problem
 from .model import JobDef, TaskDef
-from .yamlfile import Loaded, Path, load_yaml
+from .yamlfile import Path, load_yaml
 
 TOP_KEYS = {"version", "config", "include", "tasks", "loggers", "checkpointer", "extensions"}
 # Flowmancer keys that mean nothing here: accepted with a note so they are never misread.
