@@ -1,8 +1,8 @@
 """The dashboard: the scheduler runs in the app's event loop; the operator drives it.
 
 Engine events arrive through one subscriber that only queues them; a 20 Hz timer applies
-them to the widgets in batches, so a task printing 100,000 lines a second costs one log
-write per frame, not one per line.
+them to the widgets in one batch, so a task printing 100,000 lines a second costs one
+refresh per frame, not one widget write per line. Actions call the engine's public API.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 from rich.text import Text
-from textual import on
-from textual.app import App, ComposeResult
+from textual import on, work
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Label, Log, Static, Tree
+from textual.widgets import Footer, Input, Sparkline, Static, Tree
 
 from ..engine import (
     ABORTED,
@@ -39,54 +39,17 @@ from ..engine import (
 )
 from ..headless import format_duration, format_exit
 from ..sanitize import clean_line
+from .buffer import TailBuffer, read_tail
+from .commands import TaskCommands
+from .keys import load_keymap
+from .logview import LogView
+from .screens import Confirm, Help
+from .usage import UsageSampler
 
 GLYPH = {PENDING: "·", RUNNING: "▶", SUCCEEDED: "✓", FAILED: "✗", ABORTED: "■", RETRYING: "↻", BLOCKED: "⊘"}
 STYLE = {PENDING: "dim", RUNNING: "bold cyan", SUCCEEDED: "green", FAILED: "bold red",
          ABORTED: "magenta", RETRYING: "yellow", BLOCKED: "dim red"}
-TAIL_LINES = 5000  # lines per task kept in memory; the full log is on disk
 FLUSH_HZ = 20
-
-
-class Confirm(ModalScreen[bool]):
-    """A yes/no question: y or Enter says yes, n or Escape says no."""
-
-    BINDINGS = [
-        Binding("y,enter", "answer(True)", "yes"),
-        Binding("n,escape", "answer(False)", "no"),
-    ]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Label(Text(self.question), id="question")
-            yield Label("[y] yes    [n] no", id="choices")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-
-class Help(ModalScreen[None]):
-    """Every key of the dashboard, generated from its bindings."""
-
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
-
-    def __init__(self, bindings: list[Binding]) -> None:
-        super().__init__()
-        self.keys = bindings
-
-    def compose(self) -> ComposeResult:
-        rows = Text()
-        rows.append("Keys\n\n", style="bold")
-        for b in self.keys:
-            keys = ", ".join(k.strip() for k in b.key.split(","))
-            rows.append(f"  {keys:<16}", style="bold")
-            rows.append(f"{b.description}\n")
-        rows.append("\nEscape or ? closes this screen.", style="dim")
-        with Vertical(id="dialog"):
-            yield Static(rows)
 
 
 class Dashboard(App[int]):
@@ -94,37 +57,49 @@ class Dashboard(App[int]):
 
     CSS_PATH = "dashboard.tcss"
     TITLE = "jobflow-tui"
-    ENABLE_COMMAND_PALETTE = False
+    COMMANDS = App.COMMANDS | {TaskCommands}
     BINDINGS = [
-        Binding("j", "cursor(1)", "down", show=False),
-        Binding("k", "cursor(-1)", "up", show=False),
-        Binding("enter", "focus_log", "log"),
-        Binding("r", "retry", "retry"),
-        Binding("R", "restart", "restart"),
-        Binding("a,x", "abort", "abort"),
-        Binding("A", "abort_all", "abort all"),
-        Binding("p", "pause", "pause"),
-        Binding("f", "follow", "follow"),
-        Binding("o", "pager", "pager"),
-        Binding("question_mark", "help", "help"),
-        Binding("q", "quit_app", "quit"),
+        Binding("j", "cursor(1)", "down", show=False, id="down"),
+        Binding("k", "cursor(-1)", "up", show=False, id="up"),
+        Binding("enter", "focus_log", "log", id="log"),
+        Binding("r", "retry", "retry", id="retry"),
+        Binding("R", "restart", "restart", id="restart"),
+        Binding("a,x", "abort", "abort", id="abort"),
+        Binding("A", "abort_all", "abort all", id="abort_all"),
+        Binding("p", "pause", "pause", id="pause"),
+        Binding("f", "follow", "follow", id="follow"),
+        Binding("slash", "search", "search", id="search"),
+        Binding("n", "next_match(1)", "next", show=False, id="next_match"),
+        Binding("N", "next_match(-1)", "previous", show=False, id="previous_match"),
+        Binding("left_square_bracket", "attempt(-1)", "earlier attempt", show=False, id="earlier_attempt"),
+        Binding("right_square_bracket", "attempt(1)", "later attempt", show=False, id="later_attempt"),
+        Binding("o", "pager", "pager", id="pager"),
+        Binding("question_mark", "help", "help", id="help"),
+        Binding("q", "quit_app", "quit", id="quit"),
+        Binding("escape", "focus_tree", "tasks", show=False, id="tasks"),
     ]
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        *,
+        start_engine: bool = True,
+        clock: Callable[[], float] = time.time,
+        keymap_path: str | None = None,
+    ) -> None:
         super().__init__()
         self.scheduler = scheduler
-        self.tails: dict[str, collections.deque[str]] = {
-            n: collections.deque(maxlen=TAIL_LINES) for n in scheduler.order
-        }
+        self.start_engine_on_mount = start_engine
+        self.clock = clock
+        self.keymap_path = keymap_path
+        self.buffers: dict[str, TailBuffer] = {n: TailBuffer() for n in scheduler.order}
         self.pending: list[Event] = []
-        self.nodes = {}
+        self.nodes: dict[str, object] = {}
         self.shown: str | None = None
-        self.shown_count = 0  # lines of self.shown already in the Log widget
-        self.follow = True
-        self.exit_code = 0
-        self.t0 = time.monotonic()
+        self.attempt_shown: int | None = None  # None: the live (latest) attempt
         self.idle_code: int | None = None
-        self.colour = "NO_COLOR" not in os.environ
+        self.history: collections.deque[float] = collections.deque([0.0] * 60, maxlen=60)
+        self.usage = UsageSampler()
         scheduler.subscribe(self.pending.append)
 
     # ---- layout ------------------------------------------------------------------
@@ -132,16 +107,26 @@ class Dashboard(App[int]):
     def compose(self) -> ComposeResult:
         yield Static(id="header")
         with Horizontal(id="main"):
-            tree: Tree[str] = Tree("tasks", id="dag")
-            tree.show_root = False
-            tree.guide_depth = 2
-            yield tree
+            with Vertical(id="left"):
+                tree: Tree[str] = Tree("tasks", id="dag")
+                tree.show_root = False
+                tree.guide_depth = 2
+                yield tree
+                yield Static(id="gauge")
+                yield Sparkline(list(self.history), id="spark")
             with Vertical(id="right"):
                 yield Static(id="logtitle")
-                yield Log(max_lines=TAIL_LINES, id="log")
+                yield LogView(id="log")
+                yield Input(placeholder="search the log (Enter: find, Escape: cancel)", id="search")
         yield Footer()
 
     def on_mount(self) -> None:
+        keymap, problem = load_keymap(self.keymap_path)
+        if keymap:
+            self.set_keymap(keymap)
+        if problem:
+            self.notify(problem, severity="error", timeout=8)
+        self.query_one("#search", Input).display = False
         tree = self.query_one("#dag", Tree)
         for name in self.scheduler.order:
             self.nodes[name] = tree.root.add_leaf(self.label(name), data=name)
@@ -149,19 +134,24 @@ class Dashboard(App[int]):
         tree.focus()
         tree.move_cursor(self.nodes[self.scheduler.order[0]])
         self.set_interval(1 / FLUSH_HZ, self.flush)
-        self.set_interval(1.0, self.refresh_header)
-        self.run_worker(self.start_engine(), group="engine", exit_on_error=False)
-        loop = asyncio.get_running_loop()
-        for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
-            loop.add_signal_handler(sig, lambda code=code: self.run_worker(self.stop(code), group="stop"))
-        self.refresh_header()
+        self.set_interval(1.0, self.tick)
+        if self.start_engine_on_mount:
+            self.run_worker(self.start_engine(), group="engine", exit_on_error=False)
+            self.sample_usage()
+            loop = asyncio.get_running_loop()
+            for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+                loop.add_signal_handler(sig, lambda code=code: self.run_worker(self.stop(code), group="stop"))
         self.show(self.scheduler.order[0])
+        self.refresh_header()
 
     async def start_engine(self) -> None:
         try:
             await self.scheduler.start()
-        except Exception as e:  # RunError and the like: show it and leave
+        except Exception as e:  # RunError and the like: say it and leave, nothing ran
             self.exit(2, message=f"jobflow-tui: {e}")
+            return
+        for note in self.scheduler.notes:
+            self.notify(note, timeout=8)
 
     # ---- engine events -> widgets -----------------------------------------------
 
@@ -170,98 +160,131 @@ class Dashboard(App[int]):
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f"{GLYPH[r.state]} ", style=STYLE[r.state])
         t.append(clean_line(name, False))
-        t.append(f"  {r.state}", style=STYLE[r.state])
-        if r.attempts:
+        t.append(f" {r.state}", style=STYLE[r.state])
+        if r.spec.max_attempts > 1 or r.attempts > 1:
             t.append(f" {r.attempt}/{r.spec.max_attempts}", style="dim")
         if r.started_at:
-            t.append(f" {format_duration(r.duration)}", style="dim")
-        if r.state == FAILED and r.exit_code is not None:
+            t.append(f" {format_duration((r.finished_at or self.clock()) - r.started_at)}", style="dim")
+        if r.state in (FAILED, RETRYING) and r.exit_code is not None:
             t.append(f" exit {format_exit(r.exit_code)}", style="red")
         deps = r.spec.dependencies
-        if len(deps) > 1 or (deps and self.scheduler.order.index(deps[0]) != self.scheduler.order.index(name) - 1):
+        order = self.scheduler.order
+        # Only what the row order does not already tell: several parents, or a distant one.
+        if len(deps) > 1 or (deps and order.index(deps[0]) != order.index(name) - 1):
             t.append(f"  ← {', '.join(clean_line(d, False) for d in deps)}", style="dim")
         return t
 
     def flush(self) -> None:
+        """Apply queued engine events to the widgets (20 times a second)."""
         events, self.pending[:] = list(self.pending), []
         changed: set[str] = set()
         for e in events:
             if isinstance(e, Output):
-                self.tails[e.task].extend(clean_line(line, False) for line in e.lines)
+                self.buffers[e.task].extend(clean_line(line) for line in e.lines)
             elif isinstance(e, StateChanged):
                 changed.add(e.task)
                 if e.state == RUNNING and e.previous != RUNNING and self.scheduler.tasks[e.task].attempts > 1:
-                    # Earlier attempts stay above, under a rule: their logs are on disk too.
-                    self.tails[e.task].append(f"── attempt {self.scheduler.tasks[e.task].attempts} ──")
+                    # Earlier attempts stay above a rule ([ and ] show each one alone).
+                    self.buffers[e.task].extend([f"\x1b[2m── attempt {self.scheduler.tasks[e.task].attempts} ──\x1b[0m"])
             elif isinstance(e, RunIdle):
                 self.idle_code = e.exit_code
-        running = {n for n, r in self.scheduler.tasks.items() if r.state == RUNNING}
-        for name in changed | running:
+        for name in changed | {n for n, r in self.scheduler.tasks.items() if r.state == RUNNING}:
             self.nodes[name].set_label(self.label(name))
-        if self.shown is not None:
-            tail = self.tails[self.shown]
-            log = self.query_one("#log", Log)
-            new = len(tail) - self.shown_count if self.shown_count <= len(tail) else 0
-            if self.shown_count > len(tail) or len(tail) == TAIL_LINES and events:
-                self.show(self.shown, force=True)
-            elif new > 0:
-                log.write_lines(list(tail)[-new:], scroll_end=self.follow)
-                self.shown_count = len(tail)
+        if self.shown is not None and self.attempt_shown is None:
+            self.query_one("#log", LogView).update()
         if changed:
             self.refresh_header()
+            self.refresh_log_title()
             self.refresh_bindings()
 
-    def show(self, name: str, force: bool = False) -> None:
-        if name == self.shown and not force:
-            return
-        self.shown = name
-        log = self.query_one("#log", Log)
-        log.clear()
-        tail = self.tails[name]
-        log.write_lines(list(tail), scroll_end=True)
-        self.shown_count = len(tail)
-        r = self.scheduler.tasks[name]
-        title = Text(f"log: {clean_line(name, False)}", style="bold")
-        if r.logs:
-            title.append(f"  attempt {r.attempts}  {r.logs[-1]}", style="dim")
-        self.query_one("#logtitle", Static).update(title)
-        if not tail and r.logs:
-            self.load_from_disk(name)
+    def tick(self) -> None:
+        running = sum(1 for r in self.scheduler.tasks.values() if r.state == RUNNING)
+        self.history.append(float(running))
+        self.query_one("#spark", Sparkline).data = list(self.history)
+        self.usage.pids = [r.pid for r in self.scheduler.tasks.values() if r.state == RUNNING and r.pid]
+        self.refresh_header()
+        self.refresh_gauge()
 
-    def load_from_disk(self, name: str) -> None:
-        """A task finished before the dashboard saw its output (e.g. resumed): read its log's tail."""
-        path = self.scheduler.tasks[name].logs[-1]
-        try:
-            with open(path, "rb") as f:
-                f.seek(max(0, os.path.getsize(path) - 512 * 1024))
-                data = f.read()
-        except OSError:
-            return
-        lines = data.decode("utf-8", "replace").splitlines()[-TAIL_LINES:]
-        self.tails[name].extend(clean_line(line, False) for line in lines)
+    @work(thread=True, group="usage", exit_on_error=False)
+    def sample_usage(self) -> None:
+        """CPU and memory of the running trees, sampled off the UI loop about once a second."""
+        self.usage.run(lambda: self.is_running)
+
+    def refresh_gauge(self) -> None:
+        s = self.scheduler
+        limit = s.limit or "∞"
+        t = Text(no_wrap=True)
+        t.append(f"running {s._running}/{limit}", style="bold")
+        cpu, mem = self.usage.cpu, self.usage.rss
+        t.append(f"  cpu {cpu:.0f}%  mem {mem / 1e6:.0f} MB", style="dim")
+        if s.paused:
+            t.append("  PAUSED", style="bold yellow")
+        self.query_one("#gauge", Static).update(t)
 
     def refresh_header(self) -> None:
         s = self.scheduler
         counts = collections.Counter(r.state for r in s.tasks.values())
-        t = Text()
+        t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f" {clean_line(s.job.name, False)} ", style="bold reverse")
-        t.append(f"  run {s.run_id or '…'}  {format_duration(time.monotonic() - self.t0)}  ")
+        t.append(f" {format_duration(self.clock() - s.started_at)} ")
         for state in (RUNNING, SUCCEEDED, FAILED, RETRYING, ABORTED, BLOCKED, PENDING):
             if counts.get(state):
-                t.append(f"{GLYPH[state]} {counts[state]} {state}  ", style=STYLE[state])
-        limit = s.limit or "∞"
-        t.append(f"slots {s._running}/{limit}", style="bold")
+                t.append(f" {GLYPH[state]}{counts[state]} {state}", style=STYLE[state])
         if s.paused:
             t.append("  PAUSED", style="bold yellow")
-        if self.idle_code is not None and not s._running:
-            t.append("  finished" if self.idle_code == 0 else "  stopped: press r on a failed task", style="bold")
+        elif self.idle_code is not None and not s._running:
+            t.append("  done" if self.idle_code == 0 else "  stopped", style="bold")
+        t.append(f"  run {s.run_id}", style="dim")
         self.query_one("#header", Static).update(t)
+
+    def refresh_log_title(self) -> None:
+        if self.shown is None:
+            return
+        r = self.scheduler.tasks[self.shown]
+        view = self.query_one("#log", LogView)
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f" {clean_line(self.shown, False)} ", style="bold")
+        if r.attempts:
+            n = self.attempt_shown or r.attempts
+            t.append(f"attempt {n}/{r.attempts}{'' if self.attempt_shown is None else ' (earlier)'}  ")
+        if view.search_term:
+            pos = f"{view.match_index + 1}/{len(view.matches)}" if view.matches else "no match"
+            t.append(f"/{view.search_term} {pos}  ", style="yellow")
+        if view.follow:
+            t.append("following", style="dim")
+        else:
+            t.append(f"paused: {view.unseen} new lines (f or End to follow)", style="bold yellow")
+        self.query_one("#logtitle", Static).update(t)
+
+    def show(self, name: str, attempt: int | None = None) -> None:
+        """Put a task's log in the pane: the live tail, or an earlier attempt from disk."""
+        self.shown, self.attempt_shown = name, attempt
+        r = self.scheduler.tasks[name]
+        view = self.query_one("#log", LogView)
+        if attempt is not None:
+            view.show(read_tail(r.logs[attempt - 1]))
+        else:
+            buf = self.buffers[name]
+            if not buf.total and r.logs and r.state != RUNNING:
+                # Finished before this dashboard saw it (a resumed run): read it from disk.
+                buf.extend(read_tail(r.logs[-1]).lines)
+            view.show(buf)
+        self.refresh_log_title()
 
     @on(Tree.NodeHighlighted)
     def highlighted(self, event: Tree.NodeHighlighted) -> None:
-        if event.node.data:
+        if event.node.data and event.node.data != self.shown:
             self.show(event.node.data)
             self.refresh_bindings()
+
+    @on(Tree.NodeSelected)
+    def selected_with_enter(self) -> None:
+        # Enter on a task (the tree's own binding): move into its log.
+        self.action_focus_log()
+
+    @on(LogView.Status)
+    def log_status(self) -> None:
+        self.refresh_log_title()
 
     # ---- actions -----------------------------------------------------------------
 
@@ -271,6 +294,7 @@ class Dashboard(App[int]):
         return node.data if node is not None else None
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Keys that do not apply to the selected task are shown disabled."""
         name = self.selected
         state = self.scheduler.tasks[name].state if name else None
         if action == "retry":
@@ -281,87 +305,142 @@ class Dashboard(App[int]):
             return True if any(r.state in (RUNNING, RETRYING) for r in self.scheduler.tasks.values()) else None
         if action == "pager":
             return True if name and self.scheduler.tasks[name].logs else None
+        if action == "next_match":
+            return True if self.query_one("#log", LogView).matches else None
         return True
+
+    def run_task_action(self, action: str, name: str) -> None:
+        """An action on a named task (from the command palette)."""
+        tree = self.query_one("#dag", Tree)
+        tree.move_cursor(self.nodes[name])
+        if action != "show":
+            getattr(self, f"action_{action}")(name)
+
+    def run_job_action(self, action: str) -> None:
+        getattr(self, f"action_{action}")()
 
     def action_cursor(self, step: int) -> None:
         tree = self.query_one("#dag", Tree)
-        if step > 0:
-            tree.action_cursor_down()
-        else:
-            tree.action_cursor_up()
+        tree.action_cursor_down() if step > 0 else tree.action_cursor_up()
 
     def action_focus_log(self) -> None:
-        self.query_one("#log", Log).focus()
+        self.query_one("#log", LogView).focus()
 
-    def action_retry(self) -> None:
-        if self.selected:
-            self.scheduler.retry(self.selected)
+    def action_focus_tree(self) -> None:
+        self.query_one("#dag", Tree).focus()
+
+    def action_retry(self, name: str | None = None) -> None:
+        name = name or self.selected
+        if name and self.scheduler.retry(name):
             self.flush()
 
-    def action_abort(self) -> None:
-        if self.selected:
-            self.scheduler.abort(self.selected)
+    def action_abort(self, name: str | None = None) -> None:
+        name = name or self.selected
+        if name:
+            self.scheduler.abort(name)
 
-    async def action_restart(self) -> None:
-        name = self.selected
+    @work(group="actions", exit_on_error=False)
+    async def action_restart(self, name: str | None = None) -> None:
+        name = name or self.selected
         if not name:
             return
         affected = [name, *self.scheduler.job.downstream(name)]
         busy = [n for n in affected if self.scheduler.tasks[n].state in (RUNNING, RETRYING)]
         if busy and not await self.push_screen_wait(
-            Confirm(f"Restart '{name}' and {len(affected) - 1} downstream? This aborts {', '.join(busy)}.")
+            Confirm(f"Restart '{name}' and {len(affected) - 1} task(s) after it? "
+                    f"This aborts {', '.join(busy)}.")
         ):
             return
-        self.run_worker(self.scheduler.restart(name), group="actions")
+        await self.scheduler.restart(name)
 
-    def action_abort_all(self) -> None:
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.scheduler.abort_all()
-
-        self.push_screen(Confirm("Abort every running task?"), answered)
+    @work(group="actions", exit_on_error=False)
+    async def action_abort_all(self) -> None:
+        running = [n for n, r in self.scheduler.tasks.items() if r.state in (RUNNING, RETRYING)]
+        if running and await self.push_screen_wait(Confirm(f"Abort all {len(running)} running task(s)?")):
+            self.scheduler.abort_all()
 
     def action_pause(self) -> None:
         if self.scheduler.paused:
             self.scheduler.resume()
+            self.notify("launching again", timeout=2)
         else:
             self.scheduler.pause()
+            self.notify("paused: running tasks go on, no new ones start", timeout=3)
         self.refresh_header()
+        self.refresh_gauge()
 
     def action_follow(self) -> None:
-        self.follow = not self.follow
-        log = self.query_one("#log", Log)
-        log.auto_scroll = self.follow
-        if self.follow:
-            log.scroll_end(animate=False)
-        self.notify("following the log" if self.follow else "not following the log", timeout=1.5)
+        view = self.query_one("#log", LogView)
+        view.follow = not view.follow
+
+    def action_search(self) -> None:
+        box = self.query_one("#search", Input)
+        box.display = True
+        box.value = self.query_one("#log", LogView).search_term
+        box.focus()
+
+    @on(Input.Submitted, "#search")
+    def search_submitted(self, event: Input.Submitted) -> None:
+        view = self.query_one("#log", LogView)
+        found = view.search(event.value)
+        event.input.display = False
+        self.query_one("#dag", Tree).focus()
+        if event.value and not found:
+            self.notify(f"not found: {event.value}", severity="warning", timeout=2)
+        self.refresh_bindings()
+
+    def on_key(self, event) -> None:
+        box = self.query_one("#search", Input)
+        if event.key == "escape" and box.has_focus:
+            box.display = False
+            self.query_one("#dag", Tree).focus()
+            event.stop()
+
+    def action_next_match(self, step: int) -> None:
+        self.query_one("#log", LogView).next_match(step)
+
+    def action_attempt(self, step: int) -> None:
+        name = self.selected
+        if not name:
+            return
+        total = len(self.scheduler.tasks[name].logs)
+        if not total:
+            return
+        current = self.attempt_shown or total
+        target = max(1, min(total, current + step))
+        self.show(name, None if target == total else target)
 
     def action_pager(self) -> None:
         name = self.selected
-        if not name or not self.scheduler.tasks[name].logs:
+        logs = self.scheduler.tasks[name].logs if name else []
+        if not logs:
             return
+        path = logs[(self.attempt_shown or len(logs)) - 1]
         pager = shlex.split(os.environ.get("PAGER") or "less -R")
-        with self.suspend():
-            subprocess.run([*pager, self.scheduler.tasks[name].logs[-1]], check=False)
+        try:
+            with self.suspend():
+                subprocess.run([*pager, path], check=False)
+        except SuspendNotSupported:
+            self.notify(f"this terminal cannot hand over to a pager; the log is {path}", timeout=6)
+        except OSError as e:
+            self.notify(f"cannot run pager {pager[0]!r}: {e.strerror}", severity="error")
 
     def action_help(self) -> None:
-        self.push_screen(Help(self.BINDINGS))
+        self.push_screen(Help(self.BINDINGS, self._keymap))
 
-    def action_quit_app(self) -> None:
+    @work(group="actions", exit_on_error=False)
+    async def action_quit_app(self) -> None:
         running = [n for n, r in self.scheduler.tasks.items() if r.state in (RUNNING, RETRYING)]
-        if not running:
-            self.run_worker(self.stop(None), group="stop")
+        if running and not await self.push_screen_wait(
+            Confirm(f"{len(running)} task(s) running: abort them and quit?")
+        ):
             return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run_worker(self.stop(None), group="stop")
-
-        self.push_screen(Confirm(f"{len(running)} task(s) running: abort them and quit?"), answered)
+        await self.stop(None)
 
     async def stop(self, code: int | None) -> None:
         """End every running tree, write the checkpoint, leave with the run's exit code."""
-        await self.scheduler.shutdown("aborted: dashboard quit" if code is None else "interrupted")
+        if self.start_engine_on_mount:
+            await self.scheduler.shutdown("aborted: dashboard quit" if code is None else "interrupted")
         self.exit(code if code is not None else self.scheduler.exit_code())
 
 
@@ -369,4 +448,6 @@ def run_dashboard(scheduler: Scheduler) -> int:
     """Run the dashboard until the operator quits; the exit code of the run."""
     app = Dashboard(scheduler)
     code = app.run()
-    return 2 if code is None and app.return_code == 2 else (code if code is not None else 1)
+    if code is None:
+        return app.return_code or 1
+    return code
