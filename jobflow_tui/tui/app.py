@@ -118,7 +118,7 @@ class Dashboard(App[int]):
                 yield Static(id="logtitle")
                 yield LogView(id="log")
                 yield Input(placeholder="search the log (Enter: find, Escape: cancel)", id="search")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         keymap, problem = load_keymap(self.keymap_path)
@@ -134,8 +134,8 @@ class Dashboard(App[int]):
         tree.focus()
         tree.move_cursor(self.nodes[self.scheduler.order[0]])
         self.set_interval(1 / FLUSH_HZ, self.flush)
-        self.set_interval(1.0, self.tick)
         if self.start_engine_on_mount:
+            self.set_interval(1.0, self.tick)
             self.run_worker(self.start_engine(), group="engine", exit_on_error=False)
             self.sample_usage()
             loop = asyncio.get_running_loop()
@@ -143,6 +143,7 @@ class Dashboard(App[int]):
                 loop.add_signal_handler(sig, lambda code=code: self.run_worker(self.stop(code), group="stop"))
         self.show(self.scheduler.order[0])
         self.refresh_header()
+        self.refresh_gauge()
 
     async def start_engine(self) -> None:
         try:
@@ -160,7 +161,8 @@ class Dashboard(App[int]):
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f"{GLYPH[r.state]} ", style=STYLE[r.state])
         t.append(clean_line(name, False))
-        t.append(f" {r.state}", style=STYLE[r.state])
+        t.append(" ")
+        t.append(r.state, style=STYLE[r.state])
         if r.spec.max_attempts > 1 or r.attempts > 1:
             t.append(f" {r.attempt}/{r.spec.max_attempts}", style="dim")
         if r.started_at:

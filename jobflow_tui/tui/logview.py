@@ -29,7 +29,7 @@ class LogView(ScrollView, can_focus=True):
     LogView {
         background: $surface;
         color: $foreground;
-        overflow-y: scroll;
+        overflow-y: auto;
         overflow-x: auto;
     }
     """

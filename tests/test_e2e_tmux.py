@@ -1,0 +1,157 @@
+"""The installed `jobflow-tui` in a real terminal (tmux), driven as an operator would:
+keys in with send-keys, the screen read back with capture-pane."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .conftest import write
+
+EXE = shutil.which("jobflow-tui", path=os.path.dirname(sys.executable)) or shutil.which("jobflow-tui")
+pytestmark = pytest.mark.skipif(not (shutil.which("tmux") and EXE), reason="needs tmux and the installed jobflow-tui")
+
+
+class Tmux:
+    """A private tmux server with one 80x24 window."""
+
+    def __init__(self, cwd: Path, command: str, env: dict[str, str] | None = None, size=(80, 24)) -> None:
+        self.socket = f"jobflow-test-{uuid.uuid4().hex[:8]}"
+        self.cwd = cwd
+        extra = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+        self.run("-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", str(size[0]), "-y", str(size[1]),
+                 f"cd {cwd} && env {extra} {command}; echo EXIT=$? > {cwd}/exit-code; sleep 60")
+        self.run("set-option", "-g", "set-clipboard", "on")  # so a leaked OSC 52 would land in a buffer
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=20).stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "main")
+
+    def keys(self, *keys: str) -> None:
+        for k in keys:
+            self.run("send-keys", "-t", "main", k)
+            # A key right after Escape would read as Alt+key, as in any terminal.
+            time.sleep(0.4 if k == "Escape" else 0.05)
+
+    def wait(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; the screen was:\n{self.screen()}")
+
+    def exit_code(self, timeout: float = 30) -> int:
+        path = self.cwd / "exit-code"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists() and path.read_text().strip():
+                return int(path.read_text().strip().split("=")[1])
+            time.sleep(0.1)
+        raise AssertionError(f"the app did not exit; the screen was:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def tmux_factory():
+    sessions: list[Tmux] = []
+
+    def make(*args, **kw) -> Tmux:
+        sessions.append(Tmux(*args, **kw))
+        return sessions[-1]
+
+    yield make
+    for s in sessions:
+        s.close()
+
+
+def test_operator_session_tree_log_abort_retry_quit(tmp_path: Path, tmux_factory) -> None:
+    write(tmp_path / "job.yaml", f"""
+        config: {{name: e2e, max_concurrency: 4}}
+        tasks:
+          slow: {{command: 'echo slow is working; sleep 300'}}
+          gate: {{command: 'test -f {tmp_path}/ok || {{ echo "gate closed"; exit 3; }}'}}
+          after: {{command: 'echo after gate', dependencies: [gate]}}
+    """)
+    t = tmux_factory(tmp_path, f"{EXE} job.yaml", env={"TERM": "tmux-256color"})
+    screen = t.wait("✗ gate failed")
+    assert "▶ slow running" in screen and "⊘ after blocked" in screen
+    t.wait("slow is working")  # the cursor starts on the first task; its log is shown
+    t.keys("j")
+    t.wait("gate closed")
+    t.keys("Enter")  # into the log pane, and back
+    t.keys("Escape", "k", "a")  # abort slow
+    t.wait("■ slow aborted")
+    (tmp_path / "ok").touch()
+    t.keys("j", "r")  # retry gate: it and its blocked downstream run
+    screen = t.wait("✓ after succeeded")
+    assert "✓ gate succeeded" in screen
+    t.keys("q")  # nothing runs any more: quits at once
+    assert t.exit_code() == 1  # slow was aborted
+    assert not any("sleep 300" in " ".join(p) for p in _processes())
+
+
+def test_quit_while_running_asks_and_leaves_nothing_running(tmp_path: Path, tmux_factory) -> None:
+    write(tmp_path / "job.yaml", "tasks:\n  long: {command: 'echo up; sleep 300'}\n")
+    t = tmux_factory(tmp_path, f"{EXE} job.yaml", env={"TERM": "screen", "NO_COLOR": "1"})
+    t.wait("▶ long running")
+    t.keys("q")
+    t.wait("abort them and quit?")
+    t.keys("y")
+    assert t.exit_code() == 1
+    assert not any("sleep 300" in " ".join(p) for p in _processes())
+
+
+def test_pager_key_suspends_and_returns(tmp_path: Path, tmux_factory) -> None:
+    write(tmp_path / "job.yaml", "tasks:\n  t: {command: 'echo for the pager'}\n")
+    pager = write(tmp_path / "pager.sh", f"#!/bin/sh\ncp \"$1\" {tmp_path}/paged\necho PAGER-RAN\nsleep 1\n")
+    pager.chmod(0o755)
+    t = tmux_factory(tmp_path, f"{EXE} job.yaml", env={"PAGER": str(pager)})
+    t.wait("✓ t succeeded")
+    t.keys("o")
+    t.wait("PAGER-RAN")
+    t.wait("✓ t succeeded")  # back in the dashboard
+    assert (tmp_path / "paged").read_text() == "for the pager\n"
+    t.keys("q")
+    assert t.exit_code() == 0
+
+
+def test_escape_sequences_in_output_never_reach_the_terminal(tmp_path: Path, tmux_factory) -> None:
+    write(tmp_path / "job.yaml", r"""
+        tasks:
+          evil:
+            command: 'printf "safe\033]0;PWNED-TITLE\007 \033]2;PWNED2\033\\ \033]52;c;UFdORUQtQ0xJUA==\007 \033]8;;http://evil.example\033\\link\033]8;;\033\\ \033[2J\033[H\302\2330;0H \033[?1049h \033P+q\033\\ done\n"; sleep 300'
+    """)
+    t = tmux_factory(tmp_path, f"{EXE} job.yaml")
+    screen = t.wait("safe")
+    assert "PWNED" not in screen
+    line = next(x for x in screen.splitlines() if "safe" in x)
+    assert "link" in line and "done" in line
+    title = t.run("display-message", "-p", "-t", "main", "#{pane_title}")
+    assert "PWNED" not in title
+    assert "PWNED" not in t.run("list-buffers")  # OSC 52 did not set the clipboard
+    t.keys("q")
+    t.wait("abort them and quit?")
+    t.keys("y")
+    assert t.exit_code() == 1
+
+
+def _processes() -> list[list[str]]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        out.append(p.info["cmdline"] or [])
+    return out

@@ -1,0 +1,114 @@
+"""What the screen shows, as SVG snapshots. The states are set, not run, and the clock is
+fixed, so every picture is the same on every machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobflow_tui.engine import Scheduler
+from jobflow_tui.jobdef import load_job
+from jobflow_tui.tui.app import Dashboard
+
+from .conftest import write
+
+T0 = 1_795_348_800.0  # 2026-11-22 02:00:00 UTC
+
+JOB = """
+config: {name: nightly-etl, max_concurrency: 2}
+tasks:
+  prepare: {command: 'true'}
+  extract-users: {command: 'true', dependencies: [prepare]}
+  extract-orders: {command: 'true', dependencies: [prepare], max_attempts: 3}
+  transform: {command: 'true', dependencies: [extract-users, extract-orders]}
+  approve: {command: 'true', dependencies: [transform]}
+  load: {command: 'true', dependencies: [approve]}
+  report: {command: 'true', dependencies: [load]}
+"""
+
+# name: (state, attempts, started after T0, duration or None while running, exit code)
+MID_RUN = {
+    "prepare": ("succeeded", 1, 0, 0.4, 0),
+    "extract-users": ("running", 1, 1, None, None),
+    "extract-orders": ("retrying", 1, 1, 0.5, 75),
+}
+FAILED = {
+    "prepare": ("succeeded", 1, 0, 0.4, 0),
+    "extract-users": ("succeeded", 1, 1, 1.2, 0),
+    "extract-orders": ("succeeded", 2, 1, 0.5, 0),
+    "transform": ("succeeded", 1, 3, 1.0, 0),
+    "approve": ("failed", 1, 4, 0.1, 1),
+    "load": ("blocked", 0, None, None, None),
+    "report": ("blocked", 0, None, None, None),
+}
+
+
+def frozen(tmp_path: Path, states: dict, logs: dict[str, list[str]]) -> Dashboard:
+    job = load_job(str(write(tmp_path / "job.yaml", JOB)))
+    s = Scheduler(job, state_dir=str(tmp_path / "state"))
+    s.run_id = "20261122T020000-demo"
+    s.started_at = T0
+    for name, (state, attempts, start, duration, code) in states.items():
+        r = s.tasks[name]
+        r.state, r.attempts, r.exit_code = state, attempts, code
+        if start is not None:
+            r.started_at = T0 + start
+            r.finished_at = None if duration is None else T0 + start + duration
+        r.logs = [str(tmp_path / f"{name}.{i}.log") for i in range(1, attempts + 1)]
+        for path in r.logs:
+            Path(path).write_text("")
+    s._running = sum(1 for r in s.tasks.values() if r.state == "running")
+    app = Dashboard(s, start_engine=False, clock=lambda: T0 + 42, keymap_path=str(tmp_path / "none.toml"))
+    for name, lines in logs.items():
+        app.buffers[name].extend(lines)
+    return app
+
+
+USERS = [f"users: page {i}/8" for i in range(1, 6)] + ["\x1b[32mok\x1b[0m batch 5 written"]
+APPROVE = ["checking approval file", "\x1b[31mnot approved yet\x1b[0m: run  echo me > .jobflow/etl/approved",
+           "then retry this task (r)"]
+
+
+def test_overview_mid_run(snap_compare, tmp_path: Path) -> None:
+    """Mid-run at 100x30: prepare ✓ succeeded, extract-users ▶ running with its log
+    streaming on the right (colour kept), extract-orders ↻ retrying with exit 75, the rest
+    · pending; header counts per state; gauge 'running 1/2'; footer keys."""
+    app = frozen(tmp_path, MID_RUN, {"extract-users": USERS})
+
+    async def select(pilot) -> None:
+        await pilot.press("j")
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=select)
+
+
+def test_failed_task_with_its_log(snap_compare, tmp_path: Path) -> None:
+    """The approve step ✗ failed (exit 1) is selected and its log shows why; load and
+    report are ⊘ blocked; 'retry' is enabled in the footer, the header says stopped."""
+    app = frozen(tmp_path, FAILED, {"approve": APPROVE})
+
+    async def select(pilot) -> None:
+        await pilot.press("j", "j", "j", "j")
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=select)
+
+
+def test_help_screen(snap_compare, tmp_path: Path) -> None:
+    """The help screen lists every key with what it does, generated from the bindings."""
+    app = frozen(tmp_path, FAILED, {})
+    assert snap_compare(app, terminal_size=(100, 34), press=["question_mark"])
+
+
+def test_narrow_80x24(snap_compare, tmp_path: Path) -> None:
+    """At 80x24 the task list, the gauge, the log pane and the footer all fit."""
+    app = frozen(tmp_path, FAILED, {"approve": APPROVE})
+
+    async def select(pilot) -> None:
+        await pilot.press("j", "j", "j", "j")
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=select)
+
+
+def test_no_color(snap_compare, tmp_path: Path, monkeypatch) -> None:
+    """With NO_COLOR set, states still read from glyphs and words."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = frozen(tmp_path, FAILED, {"approve": APPROVE})
+    assert snap_compare(app, terminal_size=(80, 24))
