@@ -74,6 +74,14 @@ class Reporter:
         return f"\x1b[{STATE_SGR[state]}m{text}\x1b[0m" if self.colour else text
 
     def __call__(self, event: Event) -> None:
+        try:
+            self._print(event)
+        except OSError:
+            # The terminal or pipe went away (SIGHUP, a closed reader): the run goes on and
+            # every byte is still in the log files.
+            self.out = open(os.devnull, "w")  # noqa: SIM115
+
+    def _print(self, event: Event) -> None:
         if isinstance(event, Output):
             # Exactly `TASK | line` (no padding), so scripts can split on the first " | ".
             name = clean_line(event.task, False)
@@ -138,7 +146,10 @@ async def run_headless(scheduler: Scheduler, out: TextIO = sys.stdout) -> int:
                     run._tree.signal(signal.SIGKILL)
             return
         stop["code"] = EXIT_ON_SIGNAL[sig]
-        print(f"jobflow-tui: {sig.name}: stopping running tasks (again to kill at once)", file=sys.stderr)
+        try:
+            print(f"jobflow-tui: {sig.name}: stopping running tasks (again to kill at once)", file=sys.stderr)
+        except OSError:
+            pass
         stopping.append(asyncio.ensure_future(scheduler.shutdown(f"interrupted by {sig.name}")))
 
     for sig in EXIT_ON_SIGNAL:
@@ -158,6 +169,9 @@ async def run_headless(scheduler: Scheduler, out: TextIO = sys.stdout) -> int:
     finally:
         for sig in EXIT_ON_SIGNAL:
             loop.remove_signal_handler(sig)
-    out.write(reporter.summary(time.monotonic() - t0) + "\n")
-    out.flush()
+    try:
+        reporter.out.write(reporter.summary(time.monotonic() - t0) + "\n")
+        reporter.out.flush()
+    except OSError:
+        pass
     return stop.get("code", scheduler.exit_code())

@@ -42,14 +42,15 @@ class Tmux:
             # A key right after Escape would read as Alt+key, as in any terminal.
             time.sleep(0.4 if k == "Escape" else 0.05)
 
-    def wait(self, text: str, timeout: float = 30) -> str:
+    def wait(self, *texts: str, timeout: float = 30) -> str:
+        """Wait until every one of `texts` is on the screen at once."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             screen = self.screen()
-            if text in screen:
+            if all(t in screen for t in texts):
                 return screen
             time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared; the screen was:\n{self.screen()}")
+        raise AssertionError(f"{texts!r} never appeared together; the screen was:\n{self.screen()}")
 
     def exit_code(self, timeout: float = 30) -> int:
         path = self.cwd / "exit-code"
@@ -86,8 +87,7 @@ def test_operator_session_tree_log_abort_retry_quit(tmp_path: Path, tmux_factory
           after: {{command: 'echo after gate', dependencies: [gate]}}
     """)
     t = tmux_factory(tmp_path, f"{EXE} job.yaml", env={"TERM": "tmux-256color"})
-    screen = t.wait("✗ gate failed")
-    assert "▶ slow running" in screen and "⊘ after blocked" in screen
+    t.wait("✗ gate failed", "▶ slow running", "⊘ after blocked")
     t.wait("slow is working")  # the cursor starts on the first task; its log is shown
     t.keys("j")
     t.wait("gate closed")
@@ -96,8 +96,7 @@ def test_operator_session_tree_log_abort_retry_quit(tmp_path: Path, tmux_factory
     t.wait("■ slow aborted")
     (tmp_path / "ok").touch()
     t.keys("j", "r")  # retry gate: it and its blocked downstream run
-    screen = t.wait("✓ after succeeded")
-    assert "✓ gate succeeded" in screen
+    t.wait("✓ after succeeded", "✓ gate succeeded")
     t.keys("q")  # nothing runs any more: quits at once
     assert t.exit_code() == 1  # slow was aborted
     assert not any("sleep 300" in " ".join(p) for p in _processes())
@@ -146,6 +145,30 @@ def test_escape_sequences_in_output_never_reach_the_terminal(tmp_path: Path, tmu
     t.wait("abort them and quit?")
     t.keys("y")
     assert t.exit_code() == 1
+
+
+@pytest.mark.parametrize("how,code", [("hangup", 129), ("terminate", 143)])
+def test_terminal_hangup_or_sigterm_ends_the_run_cleanly(tmp_path: Path, tmux_factory, how: str, code: int) -> None:
+    import json
+    import signal
+
+    import psutil
+
+    write(tmp_path / "job.yaml", f"tasks:\n  long: {{command: 'echo $$ > {tmp_path}/pid; sleep 300'}}\n")
+    t = tmux_factory(tmp_path, f"{EXE} job.yaml")
+    t.wait("▶ long running")
+    task_pid = int((tmp_path / "pid").read_text())
+    shell = int(t.run("display-message", "-p", "-t", "main", "#{pane_pid}").strip())
+    app = next(p for p in psutil.Process(shell).children() if "jobflow" in " ".join(p.cmdline()))
+    if how == "hangup":
+        t.close()  # the terminal goes away, as when an SSH session drops
+    else:
+        app.send_signal(signal.SIGTERM)
+        assert t.exit_code() == code
+    app.wait(timeout=20)
+    assert not psutil.pid_exists(task_pid) or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE
+    cp = json.loads((tmp_path / ".jobflow" / "job" / "checkpoint.json").read_text())
+    assert cp["tasks"]["long"]["state"] == "aborted"
 
 
 def _processes() -> list[list[str]]:

@@ -6,13 +6,14 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, Tree
+from textual.widgets import Input
 
 from jobflow_tui.engine import Scheduler
 from jobflow_tui.jobdef import load_job
 from jobflow_tui.tui.app import Dashboard
 from jobflow_tui.tui.logview import LogView
 from jobflow_tui.tui.screens import Confirm, Help
+from jobflow_tui.tui.tasklist import TaskList
 
 from .conftest import alive, write
 
@@ -32,7 +33,8 @@ async def until(pilot, cond, timeout: float = 20, what: str = "condition") -> No
 
 
 def row(app: Dashboard, name: str) -> str:
-    return app.nodes[name].label.plain
+    """The text of a task's row in the list."""
+    return app.label(name).plain
 
 
 def log_lines(app: Dashboard) -> list[str]:
@@ -40,7 +42,7 @@ def log_lines(app: Dashboard) -> list[str]:
 
 
 def cursor(app: Dashboard) -> str:
-    return app.query_one("#dag", Tree).cursor_node.data
+    return app.selected
 
 
 async def quit_now(pilot, app: Dashboard) -> None:
@@ -196,7 +198,7 @@ async def test_j_k_enter_escape_and_the_log_pane_follows_the_cursor(tmp_path: Pa
         await pilot.press("enter")
         assert app.focused is app.query_one("#log", LogView)
         await pilot.press("escape")
-        assert app.focused is app.query_one("#dag", Tree)
+        assert app.focused is app.query_one("#dag", TaskList)
         await quit_now(pilot, app)
 
 
@@ -324,6 +326,6 @@ async def test_resize_keeps_every_task_visible(tmp_path: Path, size: tuple[int, 
         await until(pilot, lambda: all(r.state == "succeeded" for r in app.scheduler.tasks.values()))
         await pilot.resize_terminal(*size)
         await pilot.pause(0.2)
-        tree = app.query_one("#dag", Tree)
-        assert tree.size.height >= 5 and tree.size.width >= 20
+        tasks = app.query_one("#dag", TaskList)
+        assert tasks.size.height >= 5 and tasks.size.width >= 20
         await quit_now(pilot, app)

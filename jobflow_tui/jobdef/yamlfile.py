@@ -34,6 +34,9 @@ class Loaded:
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_STR = "tag:yaml.org,2002:str"
+
+
 class _TooBig(Exception):
     pass
 
@@ -59,8 +62,11 @@ class _Converter:
         self.count += 1
         if self.count > MAX_NODES or depth > 200:
             raise _TooBig
-        self.marks.setdefault(path, self.mark(node))
+        if path not in self.marks:
+            self.marks[path] = self.mark(node)
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR:  # most values: no constructor needed
+                return node.value
             return self.scalar(node)
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(n, path + (i,), depth + 1) for i, n in enumerate(node.value)]
@@ -91,7 +97,11 @@ class _Converter:
                     else:
                         self.problem(src, "a merge key (<<) needs a mapping")
                 continue
-            key = self.convert(key_node, path + ("<key>",), depth + 1)
+            if key_node.tag == _STR:
+                key = key_node.value
+                self.count += 1
+            else:
+                key = self.convert(key_node, path + ("<key>",), depth + 1)
             if isinstance(key, (list, dict)):
                 self.problem(key_node, "a mapping key must be a plain value")
                 continue
@@ -104,9 +114,10 @@ class _Converter:
                 )
                 continue
             seen[key] = key_node
-            self.marks[path + (key,)] = self.mark(value_node)
-            self.marks[path + (key, "<key>")] = self.mark(key_node)
-            result[key] = self.convert(value_node, path + (key,), depth + 1)
+            sub = path + (key,)
+            self.marks[sub] = self.mark(value_node)
+            self.marks[sub + ("<key>",)] = self.mark(key_node)
+            result[key] = self.convert(value_node, sub, depth + 1)
         for k, v in merged.items():
             result.setdefault(k, v)
         return result

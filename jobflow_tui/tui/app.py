@@ -21,7 +21,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Input, Sparkline, Static, Tree
+from textual.widgets import Footer, Input, Sparkline, Static
 
 from ..engine import (
     ABORTED,
@@ -44,6 +44,7 @@ from .commands import TaskCommands
 from .keys import load_keymap
 from .logview import LogView
 from .screens import Confirm, Help
+from .tasklist import TaskList
 from .usage import UsageSampler
 
 GLYPH = {PENDING: "·", RUNNING: "▶", SUCCEEDED: "✓", FAILED: "✗", ABORTED: "■", RETRYING: "↻", BLOCKED: "⊘"}
@@ -93,8 +94,8 @@ class Dashboard(App[int]):
         self.clock = clock
         self.keymap_path = keymap_path
         self.buffers: dict[str, TailBuffer] = {n: TailBuffer() for n in scheduler.order}
+        self.position = {n: i for i, n in enumerate(scheduler.order)}
         self.pending: list[Event] = []
-        self.nodes: dict[str, object] = {}
         self.shown: str | None = None
         self.attempt_shown: int | None = None  # None: the live (latest) attempt
         self.idle_code: int | None = None
@@ -108,10 +109,7 @@ class Dashboard(App[int]):
         yield Static(id="header")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                tree: Tree[str] = Tree("tasks", id="dag")
-                tree.show_root = False
-                tree.guide_depth = 2
-                yield tree
+                yield TaskList(self.scheduler.order, self.label, id="dag")
                 yield Static(id="gauge")
                 yield Sparkline(list(self.history), id="spark")
             with Vertical(id="right"):
@@ -127,12 +125,7 @@ class Dashboard(App[int]):
         if problem:
             self.notify(problem, severity="error", timeout=8)
         self.query_one("#search", Input).display = False
-        tree = self.query_one("#dag", Tree)
-        for name in self.scheduler.order:
-            self.nodes[name] = tree.root.add_leaf(self.label(name), data=name)
-        tree.root.expand()
-        tree.focus()
-        tree.move_cursor(self.nodes[self.scheduler.order[0]])
+        self.query_one("#dag", TaskList).focus()
         self.set_interval(1 / FLUSH_HZ, self.flush)
         if self.start_engine_on_mount:
             self.set_interval(1.0, self.tick)
@@ -170,9 +163,8 @@ class Dashboard(App[int]):
         if r.state in (FAILED, RETRYING) and r.exit_code is not None:
             t.append(f" exit {format_exit(r.exit_code)}", style="red")
         deps = r.spec.dependencies
-        order = self.scheduler.order
         # Only what the row order does not already tell: several parents, or a distant one.
-        if len(deps) > 1 or (deps and order.index(deps[0]) != order.index(name) - 1):
+        if len(deps) > 1 or (deps and self.position[deps[0]] != self.position[name] - 1):
             t.append(f"  ← {', '.join(clean_line(d, False) for d in deps)}", style="dim")
         return t
 
@@ -190,14 +182,17 @@ class Dashboard(App[int]):
                     self.buffers[e.task].extend([f"\x1b[2m── attempt {self.scheduler.tasks[e.task].attempts} ──\x1b[0m"])
             elif isinstance(e, RunIdle):
                 self.idle_code = e.exit_code
-        for name in changed | {n for n, r in self.scheduler.tasks.items() if r.state == RUNNING}:
-            self.nodes[name].set_label(self.label(name))
+        # Running rows show a growing duration: draw them again too (only visible ones cost).
+        self.query_one("#dag", TaskList).relabel(changed | {n for n in self.running_names()})
         if self.shown is not None and self.attempt_shown is None:
             self.query_one("#log", LogView).update()
         if changed:
             self.refresh_header()
             self.refresh_log_title()
             self.refresh_bindings()
+
+    def running_names(self) -> list[str]:
+        return [n for n, r in self.scheduler.tasks.items() if r.state == RUNNING]
 
     def tick(self) -> None:
         running = sum(1 for r in self.scheduler.tasks.values() if r.state == RUNNING)
@@ -273,15 +268,14 @@ class Dashboard(App[int]):
             view.show(buf)
         self.refresh_log_title()
 
-    @on(Tree.NodeHighlighted)
-    def highlighted(self, event: Tree.NodeHighlighted) -> None:
-        if event.node.data and event.node.data != self.shown:
-            self.show(event.node.data)
+    @on(TaskList.Highlighted)
+    def highlighted(self, event: TaskList.Highlighted) -> None:
+        if event.task != self.shown:
+            self.show(event.task)
             self.refresh_bindings()
 
-    @on(Tree.NodeSelected)
+    @on(TaskList.Selected)
     def selected_with_enter(self) -> None:
-        # Enter on a task (the tree's own binding): move into its log.
         self.action_focus_log()
 
     @on(LogView.Status)
@@ -292,8 +286,7 @@ class Dashboard(App[int]):
 
     @property
     def selected(self) -> str | None:
-        node = self.query_one("#dag", Tree).cursor_node
-        return node.data if node is not None else None
+        return self.query_one("#dag", TaskList).selected
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Keys that do not apply to the selected task are shown disabled."""
@@ -313,8 +306,7 @@ class Dashboard(App[int]):
 
     def run_task_action(self, action: str, name: str) -> None:
         """An action on a named task (from the command palette)."""
-        tree = self.query_one("#dag", Tree)
-        tree.move_cursor(self.nodes[name])
+        self.query_one("#dag", TaskList).move_to(name)
         if action != "show":
             getattr(self, f"action_{action}")(name)
 
@@ -322,14 +314,13 @@ class Dashboard(App[int]):
         getattr(self, f"action_{action}")()
 
     def action_cursor(self, step: int) -> None:
-        tree = self.query_one("#dag", Tree)
-        tree.action_cursor_down() if step > 0 else tree.action_cursor_up()
+        self.query_one("#dag", TaskList).action_move(step)
 
     def action_focus_log(self) -> None:
         self.query_one("#log", LogView).focus()
 
     def action_focus_tree(self) -> None:
-        self.query_one("#dag", Tree).focus()
+        self.query_one("#dag", TaskList).focus()
 
     def action_retry(self, name: str | None = None) -> None:
         name = name or self.selected
@@ -386,7 +377,7 @@ class Dashboard(App[int]):
         view = self.query_one("#log", LogView)
         found = view.search(event.value)
         event.input.display = False
-        self.query_one("#dag", Tree).focus()
+        self.query_one("#dag", TaskList).focus()
         if event.value and not found:
             self.notify(f"not found: {event.value}", severity="warning", timeout=2)
         self.refresh_bindings()
@@ -395,7 +386,7 @@ class Dashboard(App[int]):
         box = self.query_one("#search", Input)
         if event.key == "escape" and box.has_focus:
             box.display = False
-            self.query_one("#dag", Tree).focus()
+            self.query_one("#dag", TaskList).focus()
             event.stop()
 
     def action_next_match(self, step: int) -> None:
@@ -443,7 +434,23 @@ class Dashboard(App[int]):
         """End every running tree, write the checkpoint, leave with the run's exit code."""
         if self.start_engine_on_mount:
             await self.scheduler.shutdown("aborted: dashboard quit" if code is None else "interrupted")
+            if code == 129:
+                # SIGHUP: the terminal is gone, so restoring it can block forever in the
+                # driver's writer thread. Everything worth keeping is on disk: leave now.
+                os._exit(code)
+            _exit_if_stuck(code if code is not None else self.scheduler.exit_code())
         self.exit(code if code is not None else self.scheduler.exit_code())
+
+
+def _exit_if_stuck(code: int, grace: float = 5.0) -> None:
+    """Leave anyway if the terminal cannot be restored within `grace` seconds."""
+    import threading
+
+    def watchdog() -> None:
+        time.sleep(grace)
+        os._exit(code)
+
+    threading.Thread(target=watchdog, daemon=True, name="jobflow-exit-watchdog").start()
 
 
 def run_dashboard(scheduler: Scheduler) -> int:
