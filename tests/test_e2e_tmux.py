@@ -99,7 +99,7 @@ def test_operator_session_tree_log_abort_retry_quit(tmp_path: Path, tmux_factory
     t.wait("✓ after succeeded", "✓ gate succeeded")
     t.keys("q")  # nothing runs any more: quits at once
     assert t.exit_code() == 1  # slow was aborted
-    assert not any("sleep 300" in " ".join(p) for p in _processes())
+    assert not _sleepers(tmp_path)
 
 
 def test_quit_while_running_asks_and_leaves_nothing_running(tmp_path: Path, tmux_factory) -> None:
@@ -110,7 +110,7 @@ def test_quit_while_running_asks_and_leaves_nothing_running(tmp_path: Path, tmux
     t.wait("abort them and quit?")
     t.keys("y")
     assert t.exit_code() == 1
-    assert not any("sleep 300" in " ".join(p) for p in _processes())
+    assert not _sleepers(tmp_path)
 
 
 def test_pager_key_suspends_and_returns(tmp_path: Path, tmux_factory) -> None:
@@ -171,10 +171,16 @@ def test_terminal_hangup_or_sigterm_ends_the_run_cleanly(tmp_path: Path, tmux_fa
     assert cp["tasks"]["long"]["state"] == "aborted"
 
 
-def _processes() -> list[list[str]]:
+def _sleepers(tmp_path: Path) -> list[int]:
+    """This test's `sleep 300` processes that are still alive."""
     import psutil
 
-    out = []
+    found = []
     for p in psutil.process_iter(["cmdline"]):
-        out.append(p.info["cmdline"] or [])
-    return out
+        try:
+            if "sleep 300" in " ".join(p.info["cmdline"] or []) and p.environ().get("JOBFLOW_TEST_TMP") == str(tmp_path):
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    found.append(p.pid)
+        except psutil.Error:
+            pass
+    return found

@@ -131,9 +131,10 @@ class Dashboard(App[int]):
             self.set_interval(1.0, self.tick)
             self.run_worker(self.start_engine(), group="engine", exit_on_error=False)
             self.sample_usage()
-            loop = asyncio.get_running_loop()
-            for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
-                loop.add_signal_handler(sig, lambda code=code: self.run_worker(self.stop(code), group="stop"))
+            if not self.is_headless:  # a real terminal (tests drive the app in-process)
+                loop = asyncio.get_running_loop()
+                for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+                    loop.add_signal_handler(sig, lambda code=code: self.run_worker(self.stop(code), group="stop"))
         self.show(self.scheduler.order[0])
         self.refresh_header()
         self.refresh_gauge()
@@ -434,6 +435,7 @@ class Dashboard(App[int]):
         """End every running tree, write the checkpoint, leave with the run's exit code."""
         if self.start_engine_on_mount:
             await self.scheduler.shutdown("aborted: dashboard quit" if code is None else "interrupted")
+        if not self.is_headless:
             if code == 129:
                 # SIGHUP: the terminal is gone, so restoring it can block forever in the
                 # driver's writer thread. Everything worth keeping is on disk: leave now.
