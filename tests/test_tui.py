@@ -329,3 +329,23 @@ async def test_resize_keeps_every_task_visible(tmp_path: Path, size: tuple[int, 
         tasks = app.query_one("#dag", TaskList)
         assert tasks.size.height >= 5 and tasks.size.width >= 20
         await quit_now(pilot, app)
+
+
+async def test_space_folds_a_group_of_alike_tasks(tmp_path: Path) -> None:
+    shards = "".join(f"  shard-{i:02d}: {{command: 'true'}}\n" for i in range(1, 6))
+    app = dashboard(tmp_path, "tasks:\n  setup: {command: 'true'}\n" + shards + "  merge: {command: 'true'}\n")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: all(r.state == "succeeded" for r in app.scheduler.tasks.values()))
+        tasks = app.query_one("#dag", TaskList)
+        assert len(tasks.rows) == 8  # setup, the group's row, 5 shards, merge
+        await pilot.press("j")  # onto the group's row
+        assert app.label(tasks.rows[1].members[0]).plain.startswith("✓ shard-01")
+        assert app.group_label(tasks.rows[1]).plain == "▾ shard-… (5)  ✓5"
+        await pilot.press("space")
+        assert len(tasks.rows) == 3 and app.group_label(tasks.rows[1]).plain.startswith("▸ shard-… (5)")
+        await pilot.press("j")
+        assert app.selected == "merge"
+        app.run_task_action("show", "shard-03")  # reaching a folded task unfolds its group
+        await pilot.pause(0.1)
+        assert app.selected == "shard-03" and len(tasks.rows) == 8
+        await quit_now(pilot, app)

@@ -109,7 +109,7 @@ class Dashboard(App[int]):
         yield Static(id="header")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield TaskList(self.scheduler.order, self.label, id="dag")
+                yield TaskList(self.scheduler.order, self.label, self.group_label, id="dag")
                 yield Static(id="gauge")
                 yield Sparkline(list(self.history), id="spark")
             with Vertical(id="right"):
@@ -167,6 +167,17 @@ class Dashboard(App[int]):
         # Only what the row order does not already tell: several parents, or a distant one.
         if len(deps) > 1 or (deps and self.position[deps[0]] != self.position[name] - 1):
             t.append(f"  ← {', '.join(clean_line(d, False) for d in deps)}", style="dim")
+        return t
+
+    def group_label(self, group) -> Text:
+        """A group's row: its prefix, size, and how many members are in each state."""
+        counts = collections.Counter(self.scheduler.tasks[n].state for n in group.members)
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append("▸ " if group.folded else "▾ ", style="bold")
+        t.append(f"{clean_line(group.prefix, False)}… ({len(group.members)})", style="bold")
+        for state in (RUNNING, FAILED, RETRYING, ABORTED, BLOCKED, SUCCEEDED, PENDING):
+            if counts.get(state):
+                t.append(f"  {GLYPH[state]}{counts[state]}", style=STYLE[state])
         return t
 
     def flush(self) -> None:
@@ -271,7 +282,7 @@ class Dashboard(App[int]):
 
     @on(TaskList.Highlighted)
     def highlighted(self, event: TaskList.Highlighted) -> None:
-        if event.task != self.shown:
+        if event.task is not None and event.task != self.shown:
             self.show(event.task)
             self.refresh_bindings()
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
@@ -65,8 +65,9 @@ class Help(ModalScreen[None]):
         for keys, description in self.rows:
             text.append(f"  {keys:<14}", style="bold")
             text.append(f"{description}\n")
-        text.append("  up, down      move in the task list\n")
-        text.append("  ctrl+p        command palette (task: retry NAME, ...)\n")
-        text.append("\nEsc or ? closes this screen.", style="dim")
-        with Vertical(id="dialog"):
+        text.append("  up, down      move (PgUp, PgDn, Home, End)\n")
+        text.append("  space         fold a group (shard-01, shard-02…)\n")
+        text.append("  ctrl+p        palette: task: retry NAME, …\n")
+        text.append("\nEsc or ? closes; up/down scroll.", style="dim")
+        with VerticalScroll(id="dialog"):
             yield Static(text)
