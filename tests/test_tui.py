@@ -349,3 +349,22 @@ async def test_space_folds_a_group_of_alike_tasks(tmp_path: Path) -> None:
         await pilot.pause(0.1)
         assert app.selected == "shard-03" and len(tasks.rows) == 8
         await quit_now(pilot, app)
+
+
+async def test_dialogs_over_a_running_job_do_not_disturb_it(tmp_path: Path) -> None:
+    app = dashboard(tmp_path, f"""
+        tasks:
+          chatty: {{command: 'while [ ! -f {tmp_path}/stop ]; do echo tick; sleep 0.01; done'}}
+          later: {{command: 'echo later', dependencies: [chatty]}}
+    """)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: len(log_lines(app)) > 5)
+        await pilot.press("question_mark")
+        await pilot.pause(0.5)  # output and state changes keep arriving under the help screen
+        (tmp_path / "stop").touch()
+        await until(pilot, lambda: app.scheduler.tasks["later"].state == "succeeded")
+        await pilot.pause(0.2)
+        assert app.is_running and isinstance(app.screen, Help)
+        await pilot.press("escape")
+        assert row(app, "later").startswith("✓ later succeeded")
+        await quit_now(pilot, app)

@@ -469,8 +469,11 @@ class Scheduler:
             pid = fut.result()
         except Exception as e:
             # Could not even start (no shell, bad class): an attempt that failed at once.
-            with open(run._files.log, "ab") as f:
-                f.write(f"jobflow-tui: cannot start task {run.name!r}: {e}\n".encode())
+            try:
+                with open(run._files.log, "ab") as f:
+                    f.write(f"jobflow-tui: cannot start task {run.name!r}: {e}\n".encode())
+            except OSError:
+                pass  # the state dir itself is gone; the reason still reaches the checkpoint
             self._spawn_bg(self._finish(run, 127))
             return
         run._proc = run.pid = pid
@@ -778,6 +781,11 @@ class Scheduler:
 
     def _write_now(self) -> None:
         write_atomic(self.checkpoint_path, self._serialise())
+
+    def save_now(self) -> None:
+        """Write the checkpoint at once, without the event loop (e.g. after it stopped)."""
+        self._stale.update(self.tasks)
+        self._write_now()
 
     def _serialise(self) -> bytes:
         """The checkpoint document; only the tasks that changed are encoded again."""

@@ -119,13 +119,21 @@ class Dashboard(App[int]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        # Kept once: a query searches the active screen, which may be a modal dialog.
+        self.tasklist = self.query_one("#dag", TaskList)
+        self.logview = self.query_one("#log", LogView)
+        self.searchbox = self.query_one("#search", Input)
+        self.header = self.query_one("#header", Static)
+        self.gauge = self.query_one("#gauge", Static)
+        self.spark = self.query_one("#spark", Sparkline)
+        self.logtitle = self.query_one("#logtitle", Static)
         keymap, problem = load_keymap(self.keymap_path)
         if keymap:
             self.set_keymap(keymap)
         if problem:
             self.notify(problem, severity="error", timeout=8)
-        self.query_one("#search", Input).display = False
-        self.query_one("#dag", TaskList).focus()
+        self.searchbox.display = False
+        self.tasklist.focus()
         self.set_interval(1 / FLUSH_HZ, self.flush)
         if self.start_engine_on_mount:
             self.set_interval(1.0, self.tick)
@@ -195,9 +203,9 @@ class Dashboard(App[int]):
             elif isinstance(e, RunIdle):
                 self.idle_code = e.exit_code
         # Running rows show a growing duration: draw them again too (only visible ones cost).
-        self.query_one("#dag", TaskList).relabel(changed | {n for n in self.running_names()})
+        self.tasklist.relabel(changed | {n for n in self.running_names()})
         if self.shown is not None and self.attempt_shown is None:
-            self.query_one("#log", LogView).update()
+            self.logview.update()
         if changed:
             self.refresh_header()
             self.refresh_log_title()
@@ -209,7 +217,7 @@ class Dashboard(App[int]):
     def tick(self) -> None:
         running = sum(1 for r in self.scheduler.tasks.values() if r.state == RUNNING)
         self.history.append(float(running))
-        self.query_one("#spark", Sparkline).data = list(self.history)
+        self.spark.data = list(self.history)
         self.usage.pids = [r.pid for r in self.scheduler.tasks.values() if r.state == RUNNING and r.pid]
         self.refresh_header()
         self.refresh_gauge()
@@ -228,7 +236,7 @@ class Dashboard(App[int]):
         t.append(f"  cpu {cpu:.0f}%  mem {mem / 1e6:.0f} MB", style="dim")
         if s.paused:
             t.append("  PAUSED", style="bold yellow")
-        self.query_one("#gauge", Static).update(t)
+        self.gauge.update(t)
 
     def refresh_header(self) -> None:
         s = self.scheduler
@@ -244,13 +252,13 @@ class Dashboard(App[int]):
         elif self.idle_code is not None and not s._running:
             t.append("  done" if self.idle_code == 0 else "  stopped", style="bold")
         t.append(f"  run {s.run_id}", style="dim")
-        self.query_one("#header", Static).update(t)
+        self.header.update(t)
 
     def refresh_log_title(self) -> None:
         if self.shown is None:
             return
         r = self.scheduler.tasks[self.shown]
-        view = self.query_one("#log", LogView)
+        view = self.logview
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f" {clean_line(self.shown, False)} ", style="bold")
         if r.attempts:
@@ -263,13 +271,13 @@ class Dashboard(App[int]):
             t.append("following", style="dim")
         else:
             t.append(f"paused: {view.unseen} new lines (f or End to follow)", style="bold yellow")
-        self.query_one("#logtitle", Static).update(t)
+        self.logtitle.update(t)
 
     def show(self, name: str, attempt: int | None = None) -> None:
         """Put a task's log in the pane: the live tail, or an earlier attempt from disk."""
         self.shown, self.attempt_shown = name, attempt
         r = self.scheduler.tasks[name]
-        view = self.query_one("#log", LogView)
+        view = self.logview
         if attempt is not None:
             view.show(read_tail(r.logs[attempt - 1]))
         else:
@@ -298,7 +306,7 @@ class Dashboard(App[int]):
 
     @property
     def selected(self) -> str | None:
-        return self.query_one("#dag", TaskList).selected
+        return self.tasklist.selected
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Keys that do not apply to the selected task are shown disabled."""
@@ -313,12 +321,12 @@ class Dashboard(App[int]):
         if action == "pager":
             return True if name and self.scheduler.tasks[name].logs else None
         if action == "next_match":
-            return True if self.query_one("#log", LogView).matches else None
+            return True if self.logview.matches else None
         return True
 
     def run_task_action(self, action: str, name: str) -> None:
         """An action on a named task (from the command palette)."""
-        self.query_one("#dag", TaskList).move_to(name)
+        self.tasklist.move_to(name)
         if action != "show":
             getattr(self, f"action_{action}")(name)
 
@@ -326,13 +334,13 @@ class Dashboard(App[int]):
         getattr(self, f"action_{action}")()
 
     def action_cursor(self, step: int) -> None:
-        self.query_one("#dag", TaskList).action_move(step)
+        self.tasklist.action_move(step)
 
     def action_focus_log(self) -> None:
-        self.query_one("#log", LogView).focus()
+        self.logview.focus()
 
     def action_focus_tree(self) -> None:
-        self.query_one("#dag", TaskList).focus()
+        self.tasklist.focus()
 
     def action_retry(self, name: str | None = None) -> None:
         name = name or self.selected
@@ -375,34 +383,34 @@ class Dashboard(App[int]):
         self.refresh_gauge()
 
     def action_follow(self) -> None:
-        view = self.query_one("#log", LogView)
+        view = self.logview
         view.follow = not view.follow
 
     def action_search(self) -> None:
-        box = self.query_one("#search", Input)
+        box = self.searchbox
         box.display = True
-        box.value = self.query_one("#log", LogView).search_term
+        box.value = self.logview.search_term
         box.focus()
 
     @on(Input.Submitted, "#search")
     def search_submitted(self, event: Input.Submitted) -> None:
-        view = self.query_one("#log", LogView)
+        view = self.logview
         found = view.search(event.value)
         event.input.display = False
-        self.query_one("#dag", TaskList).focus()
+        self.tasklist.focus()
         if event.value and not found:
             self.notify(f"not found: {event.value}", severity="warning", timeout=2)
         self.refresh_bindings()
 
     def on_key(self, event) -> None:
-        box = self.query_one("#search", Input)
+        box = self.searchbox
         if event.key == "escape" and box.has_focus:
             box.display = False
-            self.query_one("#dag", TaskList).focus()
+            self.tasklist.focus()
             event.stop()
 
     def action_next_match(self, step: int) -> None:
-        self.query_one("#log", LogView).next_match(step)
+        self.logview.next_match(step)
 
     def action_attempt(self, step: int) -> None:
         name = self.selected
@@ -468,8 +476,19 @@ def _exit_if_stuck(code: int, grace: float = 5.0) -> None:
 
 def run_dashboard(scheduler: Scheduler) -> int:
     """Run the dashboard until the operator quits; the exit code of the run."""
+    import sys
+
     app = Dashboard(scheduler)
     code = app.run()
+    running = [r for r in scheduler.tasks.values() if r.state == RUNNING]
+    if running:
+        # The dashboard stopped on an error. Tasks never depend on it: they keep running,
+        # recorded in the checkpoint, and a resumed run adopts them instead of starting them again.
+        scheduler.save_now()
+        pids = ", ".join(f"{r.name} (pid {r.pid})" for r in running)
+        print(f"jobflow-tui: the dashboard stopped; still running: {pids}.\n"
+              f"jobflow-tui: `jobflow-tui {scheduler.job.path} --resume` adopts them.", file=sys.stderr)
+        return 1
     if code is None:
         return app.return_code or 1
     return code
