@@ -180,3 +180,18 @@ def test_sigterm_stops_gracefully_with_exit_143(tmp_path: Path) -> None:
 
 def test_sighup_stops_gracefully(tmp_path: Path) -> None:
     _interrupt(tmp_path, signal.SIGHUP, 129)
+
+
+def test_runner_killed_at_once_still_leaves_a_checkpoint_to_resume(tmp_path: Path) -> None:
+    # Killed as soon as the step has started: the step must be adopted, not run again.
+    write(tmp_path / "job.yaml", f"tasks:\n  t: {{command: 'echo start >> {tmp_path}/starts; sleep 1'}}\n")
+    for _ in range(3):
+        (tmp_path / "starts").unlink(missing_ok=True)
+        runner = start_runner(tmp_path)
+        wait_for(lambda: (tmp_path / "starts").exists(), 20)
+        runner.send_signal(signal.SIGKILL)
+        runner.communicate()
+        r = cli("job.yaml", "--resume", cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (tmp_path / "starts").read_text() == "start\n"
+        (tmp_path / ".jobflow").rename(tmp_path / f"old-{os.urandom(3).hex()}")

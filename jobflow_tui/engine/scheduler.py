@@ -249,9 +249,11 @@ class Scheduler:
         self.run_dir = os.path.join(self.job_dir, "runs", self.run_id)
         os.makedirs(self.run_dir, exist_ok=True)
         self._base_env = self._make_env()
+        # On disk before anything starts: a runner killed a moment later must leave a
+        # checkpoint naming this run, or --resume could not find (and adopt) its attempts.
+        self.save_now()
         self._spawn_bg(self._writer())
         self._spawn_bg(self._ticker())
-        self._save()
         for run in adopt:
             self._adopt(run)
         for name in self.order:
