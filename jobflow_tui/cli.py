@@ -85,6 +85,16 @@ def _load(path: str):
         n = len(e.problems)
         print(f"jobflow-tui: {n} problem{'s' if n != 1 else ''} in the job file; nothing was run", file=sys.stderr)
         sys.exit(2)
+    if any(t.python_class for t in job.tasks.values()):
+        from .worker.client import check
+
+        problems = check(job)
+        if problems:
+            for p in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
+                print(p, file=sys.stderr)
+            n = len(problems)
+            print(f"jobflow-tui: {n} problem{'s' if n != 1 else ''} with the Python tasks; nothing was run", file=sys.stderr)
+            sys.exit(2)
     for note in job.notes:
         print(note, file=sys.stderr)
     return job

@@ -134,6 +134,7 @@ class TaskRun:
     _kill_reason: str = ""
     _killer: asyncio.Task | None = None
     _done: asyncio.Future | None = None
+    _shared_snapshot: dict | None = None  # shared_dict as a Python task's attempt received it
 
     @property
     def attempt(self) -> int:
@@ -307,6 +308,10 @@ class Scheduler:
                 await run._tail.close()
         self._write_now()
         self._release_lock()
+        if any(t.python_class for t in self.job.tasks.values()):
+            from ..worker.client import close_workers
+
+            await asyncio.get_running_loop().run_in_executor(None, close_workers)
 
     # ---- operator actions --------------------------------------------------------
 
@@ -478,7 +483,8 @@ class Scheduler:
                 pass  # the state dir itself is gone; the reason still reaches the checkpoint
             self._spawn_bg(self._finish(run, 127))
             return
-        run._proc = run.pid = pid
+        run.pid = pid
+        run._proc = None if run.spec.python_class else pid
         run._tree = process.Tree(pid)
         run._tail = LogTail(run._files.log)
         if run._kill_reason:  # aborted while it was being started
@@ -491,18 +497,29 @@ class Scheduler:
 
     def _spawn(self, run: TaskRun, files: process.AttemptFiles, env: dict[str, str]) -> int:
         if run.spec.python_class:
-            from .. import pytask
+            from ..worker.client import spawn_task
 
-            return pytask.spawn(self, run, files, env)
+            return spawn_task(self, run, files, env)
         assert run.spec.command is not None
         return process.spawn(run.spec.command, files, env, run.spec.cwd)
 
     def _on_exit(self, run: TaskRun) -> None:
-        if run.adopted:
-            code = run._files.read_status() if run._files else None
+        if run.adopted or run.spec.python_class:  # not our child: its status file tells
+            self._spawn_bg(self._finish_foreign(run))
         else:
-            code = process.reap(run._proc)
-        self._spawn_bg(self._finish(run, code))
+            self._spawn_bg(self._finish(run, process.reap(run._proc)))
+
+    async def _finish_foreign(self, run: TaskRun) -> None:
+        code = run._files.read_status() if run._files else None
+        if code is None and run.spec.python_class and not run.adopted:
+            # The worker's reaper records the status of a child that died abruptly just
+            # after the exit we saw: give it a moment.
+            for _ in range(50):
+                await asyncio.sleep(0.01)
+                code = run._files.read_status() if run._files else None
+                if code is not None:
+                    break
+        await self._finish(run, code)
 
     def _on_timeout(self, run: TaskRun) -> None:
         if run.state == RUNNING and not run._kill_reason:
@@ -552,8 +569,8 @@ class Scheduler:
         run.finished_at = time.time()
         run.pid = None
         run._proc = None
-        if run._files is not None and os.path.exists(run._files.outputs):
-            run.outputs.update(parse_outputs(run._files.outputs))
+        if run._files is not None:
+            self._collect_outputs(run, run._files)
         self._running -= 1
         reason = run._kill_reason
         if code is not None and code < 0:
@@ -584,6 +601,28 @@ class Scheduler:
             run._done.set_result(None)
         self._pump()
         self._check_idle()
+
+    def _collect_outputs(self, run: TaskRun, files: process.AttemptFiles) -> None:
+        """Outputs from $JOBFLOW_OUTPUT, and a Python task's return value and shared_dict."""
+        if os.path.exists(files.outputs):
+            run.outputs.update(parse_outputs(files.outputs))
+        try:
+            with open(files.base + ".result.json", "rb") as f:
+                result = json.load(f)
+        except (OSError, ValueError):
+            return
+        if isinstance(result.get("outputs"), dict):
+            run.outputs.update(result["outputs"])
+        new, old = result.get("shared_dict"), run._shared_snapshot
+        if isinstance(new, dict) and isinstance(old, dict):
+            # Merge what this task changed; concurrent tasks' changes to other keys survive.
+            for k, v in new.items():
+                if k not in old or old[k] != v:
+                    self.shared_dict[k] = v
+            for k in old:
+                if k not in new:
+                    self.shared_dict.pop(k, None)
+            self._save()
 
     def _retry_now(self, run: TaskRun) -> None:
         run._retry_handle = None
@@ -693,7 +732,7 @@ class Scheduler:
                 run.exit_code = code
                 run.finished_at = run.finished_at or time.time()
                 if code is not None:
-                    run.outputs.update(parse_outputs(files.outputs))
+                    self._collect_outputs(run, files)
                 state = SUCCEEDED if code == 0 else FAILED
             if state == SUCCEEDED and name not in rerun:
                 run.state = SUCCEEDED

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
 from typing import Any
 
 from .errors import JobFileError, Problem
@@ -42,12 +41,6 @@ TASK_KEYS = {
     "kill_grace", "description",
 }
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-# Resolves Python task classes (set by jobflow_tui.pytask so that plain command jobs never
-# import it): called with the job, the marks lookup and the problem list.
-PythonTaskCheck = Callable[[JobDef, Callable[[Path], tuple[str, int, int]], list[Problem]], None]
-python_task_check: PythonTaskCheck | None = None
-
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -165,6 +158,16 @@ def load_job(path: str) -> JobDef:
     if doc is None:
         raise JobFileError(reader.problems or [Problem(_display(path), 1, 1, "empty job file")])
     reader.marks = reader._last_marks
+    job = _validate(doc, os.path.abspath(path), reader)
+    if reader.problems:
+        raise JobFileError(reader.problems)
+    return job
+
+
+def from_mapping(doc: dict, path: str) -> JobDef:
+    """Validate a job given as Python data (as a job file would hold it); JobFileError if bad."""
+    reader = _Reader()
+    reader.files.append(_display(path))
     job = _validate(doc, os.path.abspath(path), reader)
     if reader.problems:
         raise JobFileError(reader.problems)
@@ -305,20 +308,9 @@ def _validate(doc: dict, abspath: str, r: _Reader) -> JobDef:
         name=name, path=abspath, directory=directory, tasks=tasks, max_concurrency=max_conc,
         extension_directories=ext_dirs, extension_packages=ext_pkgs, notes=notes,
     )
-    if any(t.python_class for t in tasks.values()) and not r.problems:
-        _check_python_tasks(job, r)
+    job.locate = r.at
     job.hash = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return job
-
-
-def _check_python_tasks(job: JobDef, r: _Reader) -> None:
-    check = python_task_check
-    if check is None:
-        from .. import pytask  # noqa: F401  (registers the check)
-
-        check = python_task_check
-    assert check is not None
-    check(job, r.at, r.problems)
 
 
 def _check_graph(r: _Reader, tasks: dict[str, TaskDef]) -> None:

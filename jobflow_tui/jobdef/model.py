@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,8 +65,11 @@ class JobDef:
     max_concurrency: int = 0
     extension_directories: list[str] = field(default_factory=list)
     extension_packages: list[str] = field(default_factory=list)
+    task_files: list[str] = field(default_factory=list)  # modules of task classes (flows in code)
     notes: list[str] = field(default_factory=list)
     hash: str = ""
+    # (file, line, column) of a path in the merged document, for located messages later on
+    locate: Callable[[tuple], tuple[str, int, int]] = lambda path: ("?", 1, 1)
 
     def children(self) -> dict[str, list[str]]:
         """Task name -> the tasks that depend on it, in file order (do not modify)."""

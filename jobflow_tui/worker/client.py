@@ -1,0 +1,143 @@
+"""The runner's side of the Python task worker (no pydantic here: only the worker has it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..jobdef.errors import Problem
+from ..jobdef.model import JobDef
+
+if TYPE_CHECKING:
+    from ..engine.process import AttemptFiles
+    from ..engine.scheduler import Scheduler, TaskRun
+
+
+class WorkerError(Exception):
+    """The worker could not be started or stopped answering."""
+
+
+class Worker:
+    """One worker process with the job's task modules imported."""
+
+    def __init__(self, dirs: list[str], packages: list[str], files: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobflow_tui.worker.main"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for the runner is not the worker's
+        )
+        self.lock = threading.Lock()
+        self.loaded = self.request({"op": "load", "dirs": dirs, "packages": packages, "files": files})
+
+    def request(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            try:
+                self.proc.stdin.write(json.dumps(req, default=str).encode() + b"\n")
+                self.proc.stdin.flush()
+                line = self.proc.stdout.readline()
+            except OSError as e:
+                raise WorkerError(f"the Python task worker is gone: {e}") from None
+            if not line:
+                raise WorkerError("the Python task worker exited")
+            reply = json.loads(line)
+            if "error" in reply:
+                raise WorkerError(reply["error"])
+            return reply
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.alive():
+            try:
+                self.request({"op": "exit"})
+            except WorkerError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+_WORKERS: dict[tuple, Worker] = {}
+_LOCK = threading.Lock()
+
+
+def sources(job: JobDef) -> tuple[list[str], list[str], list[str]]:
+    """Where the job's task classes come from: ./tasks beside it, extension dirs, packages, files."""
+    dirs = [os.path.join(job.directory, "tasks"), *job.extension_directories]
+    return dirs, list(job.extension_packages), list(job.task_files)
+
+
+def worker_for(job: JobDef) -> Worker:
+    dirs, packages, files = sources(job)
+    key = (tuple(dirs), tuple(packages), tuple(files))
+    with _LOCK:
+        w = _WORKERS.get(key)
+        if w is None or not w.alive():
+            w = _WORKERS[key] = Worker(dirs, packages, files)
+        return w
+
+
+def close_workers() -> None:
+    with _LOCK:
+        for w in _WORKERS.values():
+            w.close()
+        _WORKERS.clear()
+
+
+def check(job: JobDef) -> list[Problem]:
+    """Located problems with the job's Python tasks: modules, class names, parameters."""
+    tasks = [t for t in job.tasks.values() if t.python_class]
+    if not tasks:
+        return []
+    try:
+        w = worker_for(job)
+        results = w.request({
+            "op": "check",
+            "tasks": [{"name": t.name, "class": t.python_class, "params": t.parameters} for t in tasks],
+        })["results"]
+    except WorkerError as e:
+        return [Problem(job.path, 1, 1, f"cannot load Python tasks: {e}")]
+    problems = [Problem(f, line, 1, msg) for f, line, msg in w.loaded["problems"]]
+    for t in tasks:
+        for err in results.get(t.name, []):
+            loc = tuple(err["loc"])
+            if loc == ("<class>",):
+                path: tuple = ("tasks", t.name, "task")
+            else:
+                path = ("tasks", t.name, "parameters", *loc)
+            file, line, col = job.locate(path)
+            problems.append(Problem(file, line, col, f"task '{t.name}': {err['msg']}"))
+    return problems
+
+
+def spawn_task(s: Scheduler, run: TaskRun, files: AttemptFiles, env: dict[str, str]) -> int:
+    """Fork an attempt of a Python task from the worker; its pid."""
+    spec = run.spec
+    upstream = {n: s.tasks[n].outputs for n in s.job.upstream([run.name]) if n != run.name}
+    snapshot = json.loads(json.dumps(s.shared_dict, default=str))
+    run._shared_snapshot = snapshot
+    reply = worker_for(s.job).request({
+        "op": "run",
+        "task": run.name,
+        "class": spec.python_class,
+        "params": spec.parameters,
+        "job_params": s.params,
+        "attempt": run.attempts,
+        "restart": run.attempts > 1,
+        "upstream": upstream,
+        "shared_dict": snapshot,
+        "env": {**env, "JOBFLOW_STATUS_FILE": files.status},
+        "cwd": spec.cwd,
+        "log": files.log,
+        "status": files.status,
+        "result": files.base + ".result.json",
+    })
+    return int(reply["pid"])
