@@ -463,12 +463,25 @@ class Scheduler:
             JOBFLOW_OUTPUT=files.outputs,
             JOBFLOW_LOG=files.log,
         )
+        upstream = self.upstream_outputs(run.name)
+        if upstream:
+            # Commands read what upstream tasks published from this JSON file.
+            path = files.base + ".upstream.json"
+            with open(path, "w") as f:
+                json.dump(upstream, f, default=str)
+            env["JOBFLOW_UPSTREAM_OUTPUTS"] = path
         self._running += 1
         self._set(run, RUNNING)
         # posix_spawn blocks until the child has exec'd; in a thread (it releases the GIL)
         # the loop goes on reaping and launching meanwhile.
         fut = self._loop.run_in_executor(_SPAWNER, self._spawn, run, files, env)
         fut.add_done_callback(lambda f, run=run: self._spawned(run, f))
+
+    def upstream_outputs(self, name: str) -> dict[str, dict]:
+        """Outputs of every task `name` depends on (directly or not) that published any."""
+        if not any(r.outputs for r in self.tasks.values()):
+            return {}  # the common case, and free: no ancestry walk
+        return {n: self.tasks[n].outputs for n in self.job.upstream([name]) if n != name and self.tasks[n].outputs}
 
     def _spawned(self, run: TaskRun, fut: asyncio.Future) -> None:
         assert self._loop is not None and run._files is not None

@@ -121,7 +121,7 @@ def check(job: JobDef) -> list[Problem]:
 def spawn_task(s: Scheduler, run: TaskRun, files: AttemptFiles, env: dict[str, str]) -> int:
     """Fork an attempt of a Python task from the worker; its pid."""
     spec = run.spec
-    upstream = {n: s.tasks[n].outputs for n in s.job.upstream([run.name]) if n != run.name}
+    upstream = {n: s.tasks[n].outputs for n in s.job.upstream([run.name]) if n != run.name}  # {} too
     snapshot = json.loads(json.dumps(s.shared_dict, default=str))
     run._shared_snapshot = snapshot
     reply = worker_for(s.job).request({
