@@ -57,6 +57,20 @@ class AttemptFiles:
             pass
         return None
 
+    def read_result(self) -> dict | None:
+        """A Python task's result line (outputs and shared_dict), if it wrote one."""
+        import json
+
+        try:
+            with open(self.status, "rb") as f:
+                for line in f.read().splitlines():
+                    if line.startswith(b"result "):
+                        value = json.loads(line[7:])
+                        return value if isinstance(value, dict) else None
+        except (OSError, ValueError):
+            pass
+        return None
+
     def read_status(self) -> int | None:
         """The exit status the wrapper recorded, or None if it recorded none."""
         return self._read(b"exit")

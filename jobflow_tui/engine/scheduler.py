@@ -181,6 +181,8 @@ class Scheduler:
         self._ready: collections.deque[str] = collections.deque()
         self._running = 0
         self._retrying = 0
+        self._succeeded = 0
+        self._has_outputs = False  # any task published outputs (restored ones included)
         self._json: dict[str, str] = {}  # task -> its encoded checkpoint entry
         self._stale: set[str] = set(self.tasks)  # entries to encode again
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -214,6 +216,7 @@ class Scheduler:
         previous, run.state = run.state, state
         run.reason = reason
         self._retrying += (state == RETRYING) - (previous == RETRYING)
+        self._succeeded += (state == SUCCEEDED) - (previous == SUCCEEDED)
         self._emit(
             StateChanged(
                 run.name, state, previous, run.attempt, run.spec.max_attempts,
@@ -479,7 +482,7 @@ class Scheduler:
 
     def upstream_outputs(self, name: str) -> dict[str, dict]:
         """Outputs of every task `name` depends on (directly or not) that published any."""
-        if not any(r.outputs for r in self.tasks.values()):
+        if not self._has_outputs:
             return {}  # the common case, and free: no ancestry walk
         return {n: self.tasks[n].outputs for n in self.job.upstream([name]) if n != name and self.tasks[n].outputs}
 
@@ -571,10 +574,8 @@ class Scheduler:
             if lines:
                 self._emit(Output(run.name, run.attempt, lines))
             run._tail = None
-        tree = run._tree
-        if tree is not None and run._killer is None and tree.alive():
-            # The main process is done but left others behind: end them too.
-            self._spawn_bg(tree.kill(run.spec.kill_grace))
+        if run._tree is not None and run._killer is None:
+            self._spawn_bg(self._end_leftovers(run._tree, run.spec.kill_grace))
         if run._killer is not None:
             await asyncio.shield(run._killer)
             run._killer = None
@@ -615,17 +616,25 @@ class Scheduler:
         self._pump()
         self._check_idle()
 
+    async def _end_leftovers(self, tree: process.Tree, grace: float) -> None:
+        """The main process is done; end whatever it left running in its group or tree."""
+        # A moment first: an exited Python task is reaped by its worker, not by us, and a
+        # zombie still counts as a member of its group.
+        await asyncio.sleep(0.05)
+        if tree.alive():
+            await tree.kill(grace)
+
     def _collect_outputs(self, run: TaskRun, files: process.AttemptFiles) -> None:
         """Outputs from $JOBFLOW_OUTPUT, and a Python task's return value and shared_dict."""
         if os.path.exists(files.outputs):
             run.outputs.update(parse_outputs(files.outputs))
-        try:
-            with open(files.base + ".result.json", "rb") as f:
-                result = json.load(f)
-        except (OSError, ValueError):
+            self._has_outputs = True
+        result = files.read_result() if run.spec.python_class else None
+        if result is None:
             return
-        if isinstance(result.get("outputs"), dict):
+        if isinstance(result.get("outputs"), dict) and result["outputs"]:
             run.outputs.update(result["outputs"])
+            self._has_outputs = True
         new, old = result.get("shared_dict"), run._shared_snapshot
         if isinstance(new, dict) and isinstance(old, dict):
             # Merge what this task changed; concurrent tasks' changes to other keys survive.
@@ -754,6 +763,8 @@ class Scheduler:
                     run.outputs = {}
                 run.budget_start = run.attempts
                 run.state = PENDING
+        self._succeeded = sum(1 for r in self.tasks.values() if r.state == SUCCEEDED)
+        self._has_outputs = any(r.outputs for r in self.tasks.values())
         if changed:
             self.notes.append("changed since the last run, so run again with what depends on them: " + ", ".join(sorted(changed)))
         return adopt
@@ -872,7 +883,7 @@ class Scheduler:
             "run_id": self.run_id,
             "started_at": _iso(self.started_at),
             "updated_at": _iso(time.time()),
-            "completed": all(r.state == SUCCEEDED for r in self.tasks.values()),
+            "completed": self._succeeded == len(self.tasks),
             "params": self.params,
             "shared_dict": self.shared_dict,
         }, default=str)

@@ -138,6 +138,5 @@ def spawn_task(s: Scheduler, run: TaskRun, files: AttemptFiles, env: dict[str, s
         "cwd": spec.cwd,
         "log": files.log,
         "status": files.status,
-        "result": files.base + ".result.json",
     })
     return int(reply["pid"])
