@@ -131,7 +131,17 @@ def cmd_run(args) -> int:
         job, state_dir=_state_dir(args, job), max_concurrency=args.max_concurrency,
         params=dict(args.params), only=args.only or None, resume=args.resume,
     )
-    if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
+    return launch(scheduler, headless=args.headless or None)
+
+
+def launch(scheduler, headless: bool | None = None) -> int:
+    """Run `scheduler` in the dashboard on a terminal, else headless; the exit code.
+
+    `headless=None` decides by the terminal: stdout and stdin must both be TTYs.
+    """
+    if headless is None:
+        headless = not (sys.stdout.isatty() and sys.stdin.isatty())
+    if not headless:
         from .tui import run_dashboard
 
         return run_dashboard(scheduler)

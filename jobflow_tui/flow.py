@@ -84,9 +84,8 @@ class Flow:
             params: dict[str, str] | None = None, only: list[str] | None = None,
             max_concurrency: int | None = None) -> int:
         """Run the flow: the dashboard on a terminal, plain lines otherwise. The exit code."""
-        import asyncio
-
-        from .engine import RunError, Scheduler
+        from .cli import launch
+        from .engine import Scheduler
         from .jobdef import JobFileError
         from .worker.client import check
 
@@ -102,16 +101,4 @@ class Flow:
             return 2
         scheduler = Scheduler(job, state_dir=state_dir, params=params, only=only, resume=resume,
                               max_concurrency=max_concurrency)
-        if headless is None:
-            headless = not (sys.stdout.isatty() and sys.stdin.isatty())
-        if not headless:
-            from .tui import run_dashboard
-
-            return run_dashboard(scheduler)
-        from .headless import run_headless
-
-        try:
-            return asyncio.run(run_headless(scheduler))
-        except RunError as e:
-            print(f"jobflow-tui: {e}", file=sys.stderr)
-            return 2
+        return launch(scheduler, headless)

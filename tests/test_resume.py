@@ -24,6 +24,18 @@ def start_runner(tmp_path: Path, *args: str) -> subprocess.Popen:
     )
 
 
+def kill_runner_once_started(tmp_path: Path) -> None:
+    """Start a headless runner, SIGKILL it as soon as its task wrote `starts`."""
+    runner = start_runner(tmp_path)
+    wait_for(lambda: (tmp_path / "starts").exists(), 20, "the task to start")
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+
+
+def status_file(tmp_path: Path, task: str) -> Path:
+    return next((tmp_path / ".jobflow" / "job" / "runs").glob(f"*/{task}.1.status"))
+
+
 def test_resume_after_failure_keeps_what_succeeded(tmp_path: Path) -> None:
     write(tmp_path / "job.yaml", f"""
         tasks:
@@ -75,10 +87,7 @@ def test_sigkilled_runner_the_running_task_is_adopted_not_rerun(tmp_path: Path) 
           slow: {{command: '{SLOW.format(tmp=tmp_path)}'}}
           after: {{command: 'echo after ran', dependencies: [slow]}}
     """)
-    runner = start_runner(tmp_path)
-    wait_for(lambda: (tmp_path / "starts").exists(), 20, "the task to start")
-    runner.send_signal(signal.SIGKILL)
-    runner.communicate()
+    kill_runner_once_started(tmp_path)
     r = cli("job.yaml", "--resume", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "adopted running process" in r.stdout
@@ -96,11 +105,8 @@ def test_task_that_finished_while_no_runner_was_alive_is_not_rerun(tmp_path: Pat
         tasks:
           quick: {{command: 'echo start >> {tmp_path}/starts; sleep 1'}}
     """)
-    runner = start_runner(tmp_path)
-    wait_for(lambda: (tmp_path / "starts").exists(), 20)
-    runner.send_signal(signal.SIGKILL)
-    runner.communicate()
-    status = next((tmp_path / ".jobflow" / "job" / "runs").glob("*/quick.1.status"))
+    kill_runner_once_started(tmp_path)
+    status = status_file(tmp_path, "quick")
     wait_for(lambda: "exit 0" in status.read_text(), 20, "the orphaned task to record its exit")
     r = cli("job.yaml", "--resume", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -112,12 +118,8 @@ def test_task_that_died_without_a_status_runs_again_on_resume(tmp_path: Path) ->
         tasks:
           t: {{command: 'echo start >> {tmp_path}/starts; test -f {tmp_path}/second || sleep 300'}}
     """)
-    runner = start_runner(tmp_path)
-    wait_for(lambda: (tmp_path / "starts").exists(), 20)
-    runner.send_signal(signal.SIGKILL)
-    runner.communicate()
-    status = next((tmp_path / ".jobflow" / "job" / "runs").glob("*/t.1.status"))
-    pid = int(status.read_text().split()[1])
+    kill_runner_once_started(tmp_path)
+    pid = int(status_file(tmp_path, "t").read_text().split()[1])
     os.killpg(pid, signal.SIGKILL)  # the whole attempt dies with no exit recorded
     wait_for(lambda: not alive(pid), 10)
     (tmp_path / "second").touch()
@@ -128,16 +130,12 @@ def test_task_that_died_without_a_status_runs_again_on_resume(tmp_path: Path) ->
 
 def test_fresh_run_is_refused_while_the_previous_attempt_lives(tmp_path: Path) -> None:
     write(tmp_path / "job.yaml", f"tasks:\n  t: {{command: 'echo start >> {tmp_path}/starts; sleep 300'}}\n")
-    runner = start_runner(tmp_path)
-    wait_for(lambda: (tmp_path / "starts").exists(), 20)
-    runner.send_signal(signal.SIGKILL)
-    runner.communicate()
+    kill_runner_once_started(tmp_path)
     r = cli("job.yaml", cwd=tmp_path)
     assert r.returncode == 2
     assert "still running" in r.stderr and "--resume" in r.stderr
     assert (tmp_path / "starts").read_text() == "start\n"
-    status = next((tmp_path / ".jobflow" / "job" / "runs").glob("*/t.1.status"))
-    os.killpg(int(status.read_text().split()[1]), signal.SIGKILL)
+    os.killpg(int(status_file(tmp_path, "t").read_text().split()[1]), signal.SIGKILL)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
@@ -187,10 +185,7 @@ def test_runner_killed_at_once_still_leaves_a_checkpoint_to_resume(tmp_path: Pat
     write(tmp_path / "job.yaml", f"tasks:\n  t: {{command: 'echo start >> {tmp_path}/starts; sleep 1'}}\n")
     for _ in range(3):
         (tmp_path / "starts").unlink(missing_ok=True)
-        runner = start_runner(tmp_path)
-        wait_for(lambda: (tmp_path / "starts").exists(), 20)
-        runner.send_signal(signal.SIGKILL)
-        runner.communicate()
+        kill_runner_once_started(tmp_path)
         r = cli("job.yaml", "--resume", cwd=tmp_path)
         assert r.returncode == 0, r.stdout + r.stderr
         assert (tmp_path / "starts").read_text() == "start\n"

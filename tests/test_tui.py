@@ -63,7 +63,7 @@ async def test_retry_key_brings_back_a_failed_task_and_its_blocked_downstream(tm
     app = dashboard(tmp_path, GATE.format(tmp=tmp_path))
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: row(app, "after").startswith("⊘"), what="the blocked row")
-        assert row(app, "gate") == row(app, "gate") and row(app, "gate").startswith("✗ gate failed")
+        assert row(app, "gate").startswith("✗ gate failed")
         assert "exit 3" in row(app, "gate")
         assert row(app, "after") == "⊘ after blocked"
         assert app.check_action("retry", ()) is True

@@ -181,6 +181,9 @@ class Scheduler:
         self._ready: collections.deque[str] = collections.deque()
         self._running = 0
         self._retrying = 0
+        self._version = 0  # bumped on every change; the checkpoint on disk is _written
+        self._written = -1
+        self._closing = False
         self._succeeded = 0
         self._has_outputs = False  # any task published outputs (restored ones included)
         self._json: dict[str, str] = {}  # task -> its encoded checkpoint entry
@@ -233,6 +236,7 @@ class Scheduler:
         self._idle = self._loop.create_future()
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
+        self._closed_event = asyncio.Event()
         os.makedirs(self.job_dir, exist_ok=True)
         self._take_lock()
         try:
@@ -301,15 +305,21 @@ class Scheduler:
             return
         self._closed = True
         for t in list(self._background):
-            if t.get_coro().__name__ in ("_ticker", "_writer"):
+            if t.get_coro().__name__ == "_ticker":
                 t.cancel()
+        # The writer is not cancelled (a write in flight would then race a newer one): it
+        # writes what is left, once, and stops.
+        self._closing = True
+        self._closed_event.set()
+        self._save()
         pending = [t for t in self._background if not t.done()]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         for run in self.tasks.values():
             if run._tail is not None:
                 await run._tail.close()
-        self._write_now()
+        if self._written != self._version:
+            self._write_now()
         self._release_lock()
         if any(t.python_class for t in self.job.tasks.values()):
             from ..worker.client import close_workers
@@ -575,7 +585,10 @@ class Scheduler:
                 self._emit(Output(run.name, run.attempt, lines))
             run._tail = None
         if run._tree is not None and run._killer is None:
-            self._spawn_bg(self._end_leftovers(run._tree, run.spec.kill_grace))
+            if run.spec.python_class:
+                self._spawn_bg(self._end_leftovers(run._tree, run.spec.kill_grace))
+            elif run._tree.alive():  # our own child, already reaped: only real leftovers remain
+                self._spawn_bg(run._tree.kill(run.spec.kill_grace))
         if run._killer is not None:
             await asyncio.shield(run._killer)
             run._killer = None
@@ -617,9 +630,9 @@ class Scheduler:
         self._check_idle()
 
     async def _end_leftovers(self, tree: process.Tree, grace: float) -> None:
-        """The main process is done; end whatever it left running in its group or tree."""
-        # A moment first: an exited Python task is reaped by its worker, not by us, and a
-        # zombie still counts as a member of its group.
+        """A Python task is done; end whatever it left running in its group or tree."""
+        # A moment first: it is reaped by its worker, not by us, and a zombie still counts
+        # as a member of its group.
         await asyncio.sleep(0.05)
         if tree.alive():
             await tree.kill(grace)
@@ -832,20 +845,32 @@ class Scheduler:
     def _save(self, name: str | None = None) -> None:
         if name is not None:
             self._stale.add(name)
+        self._version += 1
         if self._dirty is not None:
             self._dirty.set()
 
     async def _writer(self) -> None:
+        """Write the checkpoint after changes, at most every SAVE_INTERVAL (bursts coalesce)."""
         assert self._dirty is not None and self._loop is not None
         while True:
-            await self._dirty.wait()
+            if self._written == self._version:
+                if self._closing:
+                    return
+                await self._dirty.wait()
             self._dirty.clear()
-            data = self._serialise()
+            version, data = self._version, self._serialise()
             await self._loop.run_in_executor(None, write_atomic, self.checkpoint_path, data)
-            await asyncio.sleep(SAVE_INTERVAL)
+            self._written = version
+            if not self._closing:
+                try:
+                    await asyncio.wait_for(self._closed_event.wait(), SAVE_INTERVAL)
+                except TimeoutError:
+                    pass
 
     def _write_now(self) -> None:
+        version = self._version
         write_atomic(self.checkpoint_path, self._serialise())
+        self._written = version
 
     def save_now(self) -> None:
         """Write the checkpoint at once, without the event loop (e.g. after it stopped)."""
