@@ -68,8 +68,18 @@ class Tmux:
             time.sleep(0.01)
         raise RuntimeError("the dashboard did not start")
 
-    def close(self) -> None:
+    def close(self, app: int | None = None) -> None:
+        """Close the terminal; the dashboard must then be gone (SIGHUP), or this fails."""
         self.run("kill-server")
+        if app is None:
+            return
+        try:
+            psutil.Process(app).wait(timeout=15)
+        except psutil.TimeoutExpired:
+            psutil.Process(app).kill()
+            raise RuntimeError(f"the dashboard (pid {app}) was still running 15 s after its terminal closed") from None
+        except psutil.NoSuchProcess:
+            pass
 
 
 class PeakRSS(threading.Thread):
@@ -100,8 +110,10 @@ def key_latency(exe: str, work: Path, secs: float = 12) -> dict:
     idle = "".join(f"  idle{i}: {{command: 'sleep 60'}}\n" for i in range(6))
     (work / "lat.yaml").write_text(f"tasks:\n  flood: {{command: {json.dumps(TIMED_FLOOD.format(secs=secs))}}}\n{idle}")
     t = Tmux(work)
+    app = None
     try:
         t.type(f"{exe} lat.yaml")
+        app = t.app_pid()
         t.wait("idle5")
         time.sleep(1.0)  # the flood is on
         names = ["flood"] + [f"idle{i}" for i in range(6)]
@@ -122,7 +134,7 @@ def key_latency(exe: str, work: Path, secs: float = 12) -> dict:
             time.sleep(0.1)
         quit_app(t)
     finally:
-        t.close()
+        t.close(app)
     return {"presses": len(samples), "median_ms": round(statistics.median(samples), 1),
             "p90_ms": round(sorted(samples)[int(len(samples) * 0.9)], 1), "max_ms": round(max(samples), 1)}
 
@@ -131,15 +143,17 @@ def flood(exe: str, work: Path, n: int) -> dict:
     name = f"flood{n}"
     (work / f"{name}.yaml").write_text(f"config: {{name: {name}}}\ntasks:\n  flood: {{command: {json.dumps(FLOOD.format(n=n))}}}\n")
     t = Tmux(work)
+    app = None
     try:
         t.type(f"{exe} {name}.yaml")
-        rss = PeakRSS(t.app_pid())
+        app = t.app_pid()
+        rss = PeakRSS(app)
         rss.start()
         t.wait("✓ flood succeeded", timeout=600)
         rss.stop = True
         quit_app(t)
     finally:
-        t.close()
+        t.close(app)
     cp = json.loads((work / ".jobflow" / name / "checkpoint.json").read_text())
     task = cp["tasks"]["flood"]
     log = work / ".jobflow" / name / task["logs"][-1]
@@ -161,14 +175,16 @@ def first_frame(exe: str, work: Path, tasks: int = 10_000) -> dict:
     body += [f"  t{i:05d}: {{command: 'true', dependencies: [t00000]}}" for i in range(1, tasks)]
     (work / "big.yaml").write_text("\n".join(body) + "\n")
     t = Tmux(work)
+    app = None
     try:
         t0 = time.monotonic()
         t.type(f"{exe} big.yaml")
         t.wait("t00000 running")
         seconds = time.monotonic() - t0
+        app = t.app_pid()
         quit_app(t)
     finally:
-        t.close()
+        t.close(app)
     return {"tasks": tasks, "first_frame_s": round(seconds, 2)}
 
 

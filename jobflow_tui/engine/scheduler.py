@@ -299,6 +299,31 @@ class Scheduler:
             await asyncio.gather(*waits)
         await self.close()
 
+    def emergency_stop(self, reason: str) -> None:
+        """End every running tree and write the checkpoint without the event loop.
+
+        For when the loop cannot run any more (a UI wedged on a vanished terminal): blocking,
+        from any thread. Running tasks are recorded `aborted`.
+        """
+        import signal as sig
+
+        trees = [(r, r._tree) for r in self.tasks.values() if r.state == RUNNING and r._tree is not None]
+        for _, tree in trees:
+            tree.signal(sig.SIGTERM)
+        deadline = time.monotonic() + max((r.spec.kill_grace for r, _ in trees), default=0)
+        while any(t.alive() for _, t in trees) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _, tree in trees:
+            if tree.alive():
+                tree.signal(sig.SIGKILL)
+        now = time.time()
+        for run, _ in trees:
+            run.state, run.reason, run.finished_at, run.pid = ABORTED, reason, now, None
+        for run in self.tasks.values():
+            if run.state == RETRYING:
+                run.state, run.reason = ABORTED, reason
+        self.save_now()
+
     async def close(self) -> None:
         """Wait for background clean-up, write the final checkpoint, release the lock."""
         if self._closed:

@@ -140,12 +140,43 @@ class Dashboard(App[int]):
             self.run_worker(self.start_engine(), group="engine", exit_on_error=False)
             self.sample_usage()
             if not self.is_headless:  # a real terminal (tests drive the app in-process)
-                loop = asyncio.get_running_loop()
-                for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
-                    loop.add_signal_handler(sig, lambda code=code: self.run_worker(self.stop(code), group="stop"))
+                self.install_signal_handlers()
         self.show(self.scheduler.order[0])
         self.refresh_header()
         self.refresh_gauge()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGHUP end the running trees and save the checkpoint, whatever the UI does.
+
+        These are plain handlers, not event-loop ones: when the terminal vanishes, the UI can
+        block inside its output thread and the loop never runs again, so the stop must not
+        depend on it. SIGTERM first tries the orderly way (terminal restored), with a
+        deadline; SIGHUP (no terminal left to restore) stops at once.
+        """
+        import threading
+
+        loop = asyncio.get_running_loop()
+
+        def emergency(code: int, reason: str) -> None:
+            self.scheduler.emergency_stop(reason)
+            os._exit(code)
+
+        def on_signal(signum: int, _frame) -> None:
+            code = 128 + signum
+            reason = f"interrupted by {signal.Signals(signum).name}"
+            if signum == signal.SIGHUP:
+                threading.Thread(target=emergency, args=(code, reason), daemon=True).start()
+                return
+            loop.call_soon_threadsafe(lambda: self.run_worker(self.stop(code), group="stop"))
+
+            def deadline() -> None:
+                time.sleep(max((t.kill_grace for t in self.scheduler.job.tasks.values()), default=5) + 5)
+                emergency(code, reason)
+
+            threading.Thread(target=deadline, daemon=True).start()
+
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, on_signal)
 
     async def start_engine(self) -> None:
         try:
@@ -455,10 +486,6 @@ class Dashboard(App[int]):
         if self.start_engine_on_mount:
             await self.scheduler.shutdown("aborted: dashboard quit" if code is None else "interrupted")
         if not self.is_headless:
-            if code == 129:
-                # SIGHUP: the terminal is gone, so restoring it can block forever in the
-                # driver's writer thread. Everything worth keeping is on disk: leave now.
-                os._exit(code)
             _exit_if_stuck(code if code is not None else self.scheduler.exit_code())
         self.exit(code if code is not None else self.scheduler.exit_code())
 
