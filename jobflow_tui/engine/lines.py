@@ -28,7 +28,7 @@ class LineSplitter:
             cut = len(self._partial) - len(self._partial) % self.max_line
             lines.append(self._partial[:cut])
             self._partial = self._partial[cut:]
-        if any(len(line) > self.max_line for line in lines):
+        if lines and max(map(len, lines)) > self.max_line:
             lines = [piece for line in lines for piece in self._pieces(line)]
         return lines
 

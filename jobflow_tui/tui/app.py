@@ -225,7 +225,9 @@ class Dashboard(App[int]):
         changed: set[str] = set()
         for e in events:
             if isinstance(e, Output):
-                self.buffers[e.task].extend(clean_line(line) for line in e.lines)
+                # Raw lines: only the rows drawn are sanitised (in the log view), so a task
+                # printing 100,000 lines a second costs a list extend here, not a loop.
+                self.buffers[e.task].extend(e.lines)
             elif isinstance(e, StateChanged):
                 changed.add(e.task)
                 if e.state == RUNNING and e.previous != RUNNING and self.scheduler.tasks[e.task].attempts > 1:

@@ -1,7 +1,8 @@
 """A bounded tail of one task's output: what the dashboard keeps in memory.
 
 The full log is on disk; this keeps the last lines only, so memory stays flat however
-much a task prints.
+much a task prints. Lines are kept as the task wrote them (decoded); the log view
+sanitises the ones it draws.
 """
 
 from __future__ import annotations
@@ -9,14 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from ..sanitize import clean_line
-
 TAIL_LINES = 10_000
 TAIL_CHARS = 4_000_000  # long lines count by size, so a few 200 KB lines cannot hog memory
 
 
 class TailBuffer:
-    """The last lines of output, already sanitised (colour kept as SGR)."""
+    """The last lines of output, raw (sanitise before showing)."""
 
     def __init__(self, limit: int = TAIL_LINES, max_chars: int = TAIL_CHARS) -> None:
         self.limit = limit
@@ -31,9 +30,9 @@ class TailBuffer:
         return self.dropped + len(self.lines)
 
     def extend(self, lines: Iterable[str]) -> None:
-        added = list(lines)
+        added = lines if isinstance(lines, list) else list(lines)
         self.lines.extend(added)
-        self.chars += sum(len(x) for x in added)
+        self.chars += sum(map(len, added))
         # Trim in batches: deleting from the front of a list is O(n), so not on every line.
         if len(self.lines) > self.limit + self.limit // 4 or self.chars > self.max_chars:
             cut = max(0, len(self.lines) - self.limit)
@@ -51,7 +50,7 @@ class TailBuffer:
         self.chars = 0
 
 
-def read_tail(path: str, limit: int = TAIL_LINES, colour: bool = True, max_bytes: int = 2 * 1024 * 1024) -> TailBuffer:
+def read_tail(path: str, limit: int = TAIL_LINES, max_bytes: int = 2 * 1024 * 1024) -> TailBuffer:
     """The last lines of a log file on disk (for earlier attempts and resumed runs)."""
     buf = TailBuffer(limit)
     try:
@@ -68,5 +67,5 @@ def read_tail(path: str, limit: int = TAIL_LINES, colour: bool = True, max_bytes
         lines = lines[1:]  # the first one is cut
     if lines and lines[-1] == "":
         lines.pop()
-    buf.extend(clean_line(line, colour) for line in lines[-limit:])
+    buf.extend(lines[-limit:])
     return buf

@@ -17,6 +17,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ..sanitize import clean_line
 from .buffer import TailBuffer
 
 MATCH_STYLE = Style(reverse=True, bold=True)
@@ -61,7 +62,7 @@ class LogView(ScrollView, can_focus=True):
         self.buffer = buffer
         self._seen, self._dropped_seen = buffer.total, buffer.dropped
         self._cache.clear()
-        self._width = max((len(x) for x in buffer.lines[-2000:]), default=0)
+        self._width = max(map(len, buffer.lines[-2000:]), default=0)
         self.matches, self.match_index = [], -1
         self.unseen = 0
         self.follow = True
@@ -77,7 +78,7 @@ class LogView(ScrollView, can_focus=True):
             return
         shift = buf.dropped - self._dropped_seen  # lines that left the top meanwhile
         self._seen, self._dropped_seen = buf.total, buf.dropped
-        self._width = max(self._width, max((len(x) for x in buf.lines[-new:]), default=0))
+        self._width = max(self._width, max(map(len, buf.lines[-new:]), default=0))
         self._cache.clear()
         self._resize()
         if self.follow:
@@ -105,7 +106,7 @@ class LogView(ScrollView, can_focus=True):
         absolute = self.buffer.dropped + index
         strip = self._cache.get(absolute)
         if strip is None:
-            line = self.buffer.lines[index]
+            line = clean_line(self.buffer.lines[index])  # the buffer keeps task output raw
             text = Text.from_ansi(line, no_wrap=True) if "\x1b" in line else Text(line, no_wrap=True)
             if self.search_term:
                 text.highlight_words([self.search_term], MATCH_STYLE, case_sensitive=False)
@@ -141,7 +142,9 @@ class LogView(ScrollView, can_focus=True):
         self._cache.clear()
         low = term.lower()
         base = self.buffer.dropped
-        self.matches = [base + i for i, line in enumerate(self.buffer.lines) if term and low in line.lower()]
+        self.matches = [
+            base + i for i, line in enumerate(self.buffer.lines) if term and low in clean_line(line, False).lower()
+        ]
         self.match_index = -1
         if self.matches:
             top = base + int(self.scroll_y)
@@ -156,7 +159,9 @@ class LogView(ScrollView, can_focus=True):
         start = len(self.buffer.lines) - new
         base = self.buffer.dropped
         self.matches = [m for m in self.matches if m >= base]
-        self.matches += [base + start + i for i, line in enumerate(self.buffer.lines[start:]) if low in line.lower()]
+        self.matches += [
+            base + start + i for i, line in enumerate(self.buffer.lines[start:]) if low in clean_line(line, False).lower()
+        ]
 
     def next_match(self, step: int) -> None:
         if self.matches:
