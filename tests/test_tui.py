@@ -67,7 +67,7 @@ async def test_retry_key_brings_back_a_failed_task_and_its_blocked_downstream(tm
         assert "exit 3" in row(app, "gate")
         assert row(app, "after") == "⊘ after blocked"
         assert app.check_action("retry", ()) is True
-        assert log_lines(app) == ["not yet"]
+        await until(pilot, lambda: log_lines(app) == ["not yet"], what="the log on the next refresh")
         (tmp_path / "ok").touch()
         await pilot.press("r")
         await until(pilot, lambda: row(app, "after").startswith("✓ after succeeded"))

@@ -698,19 +698,24 @@ class Scheduler:
 
     # ---- adoption and resume -----------------------------------------------------
 
-    def _last_attempt_on_disk(self, run: TaskRun) -> int:
-        prefix = safe_name(run.name) + "."
-        best = run.attempts
+    def _attempts_on_disk(self) -> dict[str, int]:
+        """Safe task name -> the highest attempt number with files in this run's folder.
+
+        The files, not the checkpoint, are the truth about what was started: the wrapper
+        writes its status file before the command runs, and a runner killed a moment after
+        starting an attempt may not have recorded it yet.
+        """
+        found: dict[str, int] = {}
         try:
             names = os.listdir(self.run_dir)
         except OSError:
-            return best
+            return found
         for fn in names:
-            if fn.startswith(prefix):
-                num = fn[len(prefix):].split(".", 1)[0]
-                if num.isdigit():
-                    best = max(best, int(num))
-        return best
+            stem, _, rest = fn.partition(".")  # safe names hold no dot: <task>.<attempt>.<kind>
+            num = rest.split(".", 1)[0]
+            if num.isdigit():
+                found[stem] = max(found.get(stem, 0), int(num))
+        return found
 
     def _alive_attempt(self, files: process.AttemptFiles, pid: int | None, created: float | None):
         """The live process of an attempt that outlived its runner, or None."""
@@ -732,17 +737,20 @@ class Scheduler:
     def _refuse_if_alive(self, prev: dict) -> None:
         self.run_id = str(prev.get("run_id", ""))
         self.run_dir = os.path.join(self.job_dir, "runs", self.run_id)
-        for name, t in prev["tasks"].items():
-            if t.get("state") == RUNNING and name in self.tasks:
-                run = self.tasks[name]
-                attempt = max(int(t.get("attempts") or 0), self._last_attempt_on_disk(run))
-                files = self._attempt_files(run, attempt)
-                if attempt and files.read_status() is None and self._alive_attempt(files, t.get("pid"), t.get("create_time")):
-                    self._release_lock()
-                    raise RunError(
-                        f"task '{name}' of the previous run is still running (pid {files.read_pid()}); "
-                        "use --resume to adopt it, or stop it first"
-                    )
+        on_disk = self._attempts_on_disk()
+        for name, run in self.tasks.items():
+            t = prev["tasks"].get(name) if isinstance(prev["tasks"].get(name), dict) else {}
+            recorded = int(t.get("attempts") or 0) if str(t.get("attempts", "0")).isdigit() else 0
+            attempt = max(recorded, on_disk.get(safe_name(name), 0))
+            if not attempt:
+                continue
+            files = self._attempt_files(run, attempt)
+            if files.read_status() is None and self._alive_attempt(files, t.get("pid"), t.get("create_time")):
+                self._release_lock()
+                raise RunError(
+                    f"task '{name}' of the previous run is still running (pid {files.read_pid()}); "
+                    "use --resume to adopt it, or stop it first"
+                )
 
     def _restore(self, prev: dict) -> list[TaskRun]:
         """Take over a previous run: keep what succeeded, adopt what still runs."""
@@ -760,6 +768,7 @@ class Scheduler:
         for n in changed:
             rerun.update(self.job.downstream(n))
         adopt: list[TaskRun] = []
+        on_disk = self._attempts_on_disk()
         for name, run in self.tasks.items():
             t = prev["tasks"].get(name)
             if not isinstance(t, dict):
@@ -770,7 +779,7 @@ class Scheduler:
             run.exit_code = t.get("exit_code") if isinstance(t.get("exit_code"), int) else None
             run.started_at = _from_iso(t.get("started_at"))
             run.finished_at = _from_iso(t.get("finished_at"))
-            last = self._last_attempt_on_disk(run)
+            last = max(run.attempts, on_disk.get(safe_name(name), 0))
             state = t.get("state")
             if last > run.attempts:
                 # The runner died between starting an attempt and recording it.
