@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from jobflow_tui.tui.logview import LogView
 from jobflow_tui.tui.screens import Confirm, Help
 from jobflow_tui.tui.tasklist import TaskList
 
-from .conftest import alive, write
+from .conftest import alive, await_for, write
 
 
 def dashboard(tmp_path: Path, text: str, **kw) -> Dashboard:
@@ -24,12 +23,8 @@ def dashboard(tmp_path: Path, text: str, **kw) -> Dashboard:
 
 
 async def until(pilot, cond, timeout: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Wait, letting the app run, until `cond()` holds (a deadline, not a guess)."""
+    await await_for(cond, timeout, what)
 
 
 def row(app: Dashboard, name: str) -> str:
