@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -159,10 +160,7 @@ def flood(exe: str, work: Path, n: int) -> dict:
     log = work / ".jobflow" / name / task["logs"][-1]
     lines = sum(1 for _ in open(log, "rb"))
 
-    def ts(s: str) -> float:
-        return time.mktime(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + s[20:23])
-
-    secs = ts(task["finished_at"]) - ts(task["started_at"])
+    secs = datetime.fromisoformat(task["finished_at"]).timestamp() - datetime.fromisoformat(task["started_at"]).timestamp()
     raw0 = time.monotonic()
     subprocess.run(f"{FLOOD.format(n=n)} > {work}/raw.log", shell=True, check=True)
     raw = time.monotonic() - raw0

@@ -26,6 +26,7 @@ from .engine import (
     Scheduler,
     StateChanged,
 )
+from .engine.process import signal_name
 from .sanitize import clean_line
 
 STATE_SGR = {
@@ -54,10 +55,7 @@ def format_exit(code: int | None) -> str:
     if code is None:
         return "-"
     if code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
+        return signal_name(-code)
     return str(code)
 
 

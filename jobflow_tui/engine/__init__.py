@@ -2,6 +2,7 @@
 
 from .events import (
     ABORTED,
+    ACTIVE,
     BLOCKED,
     FAILED,
     FINAL,
@@ -18,7 +19,8 @@ from .events import (
 from .scheduler import RunError, Scheduler, TaskRun, default_state_dir, safe_name
 
 __all__ = [
-    "ABORTED", "BLOCKED", "FAILED", "FINAL", "PENDING", "RETRYING", "RUNNING", "STATES",
+    "ABORTED",
+    "ACTIVE", "BLOCKED", "FAILED", "FINAL", "PENDING", "RETRYING", "RUNNING", "STATES",
     "SUCCEEDED", "Event", "Output", "RunError", "RunIdle", "Scheduler", "StateChanged",
     "TaskRun", "default_state_dir", "safe_name",
 ]

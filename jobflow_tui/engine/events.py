@@ -13,6 +13,7 @@ RETRYING = "retrying"
 BLOCKED = "blocked"
 STATES = (PENDING, RUNNING, SUCCEEDED, FAILED, ABORTED, RETRYING, BLOCKED)
 FINAL = (SUCCEEDED, FAILED, ABORTED, BLOCKED)
+ACTIVE = (RUNNING, RETRYING)  # work in progress: what an abort or a quit has to end
 
 
 @dataclass(frozen=True)

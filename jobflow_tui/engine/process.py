@@ -145,6 +145,14 @@ def wait_exit(pid: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]
     return fut
 
 
+def signal_name(signum: int) -> str:
+    """SIGTERM for 15; "signal N" for a number with no name here."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process, zombies aside, is left in process group `pgid`."""
     try:

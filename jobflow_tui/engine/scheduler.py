@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ..jobdef.model import JobDef, TaskDef
@@ -26,6 +27,7 @@ from . import process
 from .checkpoint import FORMAT, CheckpointError, read_checkpoint, write_atomic
 from .events import (
     ABORTED,
+    ACTIVE,
     BLOCKED,
     FAILED,
     PENDING,
@@ -64,19 +66,20 @@ def safe_name(name: str) -> str:
 def _iso(t: float | None) -> str | None:
     if t is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _from_iso(s: Any) -> float | None:
-    if not isinstance(s, str):
-        return None
     try:
-        import calendar
-
-        main, _, frac = s.rstrip("Z").partition(".")
-        return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
+        return datetime.fromisoformat(s).timestamp() if isinstance(s, str) else None
     except ValueError:
         return None
+
+
+def _count(entry: dict, key: str) -> int:
+    """A non-negative whole number from a checkpoint entry (0 when absent or not one)."""
+    value = entry.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def parse_outputs(path: str) -> dict[str, str]:
@@ -183,7 +186,6 @@ class Scheduler:
         self._retrying = 0
         self._version = 0  # bumped on every change; the checkpoint on disk is _written
         self._written = -1
-        self._closing = False
         self._succeeded = 0
         self._has_outputs = False  # any task published outputs (restored ones included)
         self._json: dict[str, str] = {}  # task -> its encoded checkpoint entry
@@ -192,6 +194,7 @@ class Scheduler:
         self._idle: asyncio.Future | None = None
         self._wake: asyncio.Event | None = None
         self._dirty: asyncio.Event | None = None
+        self._closing: asyncio.Event | None = None  # set by close(): the writer finishes up
         self._background: set[asyncio.Task] = set()
         self._lock_fd: int | None = None
         self._closed = False
@@ -236,7 +239,7 @@ class Scheduler:
         self._idle = self._loop.create_future()
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
-        self._closed_event = asyncio.Event()
+        self._closing = asyncio.Event()
         os.makedirs(self.job_dir, exist_ok=True)
         self._take_lock()
         try:
@@ -294,7 +297,7 @@ class Scheduler:
     async def shutdown(self, reason: str = "interrupted") -> None:
         """Stop launching, end every running tree gracefully, write the checkpoint."""
         self.paused = True
-        waits = [self._abort(run, reason) for run in self.tasks.values() if run.state in (RUNNING, RETRYING)]
+        waits = [self._abort(run, reason) for run in self.active()]
         if waits:
             await asyncio.gather(*waits)
         await self.close()
@@ -334,8 +337,8 @@ class Scheduler:
                 t.cancel()
         # The writer is not cancelled (a write in flight would then race a newer one): it
         # writes what is left, once, and stops.
-        self._closing = True
-        self._closed_event.set()
+        if self._closing is not None:
+            self._closing.set()
         self._save()
         pending = [t for t in self._background if not t.done()]
         if pending:
@@ -367,14 +370,17 @@ class Scheduler:
     def abort(self, name: str) -> asyncio.Future | None:
         """Abort a running (or retry-waiting) task; returns an awaitable, or None if n/a."""
         run = self.tasks[name]
-        if run.state not in (RUNNING, RETRYING):
+        if run.state not in ACTIVE:
             return None
         return asyncio.ensure_future(self._abort(run, "aborted by operator"))
 
     def abort_all(self) -> asyncio.Future:
         """Abort every running or retry-waiting task."""
-        waits = [self._abort(r, "aborted by operator") for r in self.tasks.values() if r.state in (RUNNING, RETRYING)]
-        return asyncio.ensure_future(asyncio.gather(*waits))
+        return asyncio.ensure_future(asyncio.gather(*(self._abort(r, "aborted by operator") for r in self.active())))
+
+    def active(self) -> list[TaskRun]:
+        """The tasks running or waiting to retry, in display order."""
+        return [r for r in self.tasks.values() if r.state in ACTIVE]
 
     def can_retry(self, name: str) -> bool:
         return self.tasks[name].state in (FAILED, ABORTED)
@@ -394,26 +400,20 @@ class Scheduler:
 
     async def restart(self, name: str) -> None:
         """Run `name` and everything downstream of it again (running ones aborted first)."""
-        targets = [name, *self.job.downstream(name)]
-        waits = [
-            self._abort(self.tasks[n], "restarted by operator")
-            for n in targets
-            if self.tasks[n].state in (RUNNING, RETRYING)
-        ]
+        targets = {name, *self.job.downstream(name)}
+        waits = [self._abort(self.tasks[n], "restarted by operator") for n in targets if self.tasks[n].state in ACTIVE]
         if waits:
             await asyncio.gather(*waits)
         self.selected.update(targets)
-        for n in self.order:
-            if n in targets:
-                run = self.tasks[n]
-                run.outputs = {}
-                self._reset(run)
-        for n in self.order:
-            if n in targets:
-                if any(self.tasks[d].state in (FAILED, ABORTED, BLOCKED) for d in self.tasks[n].spec.dependencies):
-                    self._set(self.tasks[n], BLOCKED, "a dependency did not succeed")
-                else:
-                    self._enqueue_if_ready(n)
+        ordered = [n for n in self.order if n in targets]
+        for n in ordered:
+            self.tasks[n].outputs = {}
+            self._reset(self.tasks[n])
+        for n in ordered:
+            if self._deps_broken(self.tasks[n]):
+                self._set(self.tasks[n], BLOCKED, "a dependency did not succeed")
+            else:
+                self._enqueue_if_ready(n)
         self._pump()
         self._check_idle()
 
@@ -426,29 +426,29 @@ class Scheduler:
         if run.state != PENDING:
             self._set(run, PENDING)
 
+    def _deps_succeeded(self, run: TaskRun) -> bool:
+        return all(self.tasks[d].state == SUCCEEDED for d in run.spec.dependencies)
+
+    def _deps_broken(self, run: TaskRun) -> bool:
+        """Whether a dependency ended in a way that blocks `run`."""
+        return any(self.tasks[d].state in (FAILED, ABORTED, BLOCKED) for d in run.spec.dependencies)
+
     def _unblock(self, name: str) -> None:
         for child in self.children[name]:
             c = self.tasks[child]
-            if c.state == BLOCKED and not any(
-                self.tasks[d].state in (FAILED, ABORTED, BLOCKED) for d in c.spec.dependencies
-            ):
+            if c.state == BLOCKED and not self._deps_broken(c):
                 self._set(c, PENDING)
                 self._unblock(child)
 
     def _enqueue_if_ready(self, name: str) -> None:
         run = self.tasks[name]
-        if run.state != PENDING or name not in self.selected:
-            return
-        if all(self.tasks[d].state == SUCCEEDED for d in run.spec.dependencies):
+        if run.state == PENDING and name in self.selected and self._deps_succeeded(run):
             self._ready.append(name)
 
     def _pump(self) -> None:
         while self._ready and not self.paused and (self.limit <= 0 or self._running < self.limit):
-            name = self._ready.popleft()
-            run = self.tasks[name]
-            if run.state in (PENDING, RETRYING) and all(
-                self.tasks[d].state == SUCCEEDED for d in run.spec.dependencies
-            ):
+            run = self.tasks[self._ready.popleft()]
+            if run.state in (PENDING, RETRYING) and self._deps_succeeded(run):
                 self._launch(run)
 
     def _is_idle(self) -> bool:
@@ -555,7 +555,7 @@ class Scheduler:
         return process.spawn(run.spec.command, files, env, run.spec.cwd)
 
     def _on_exit(self, run: TaskRun) -> None:
-        if run.adopted or run.spec.python_class:  # not our child: its status file tells
+        if run._proc is None:  # not our child (adopted, or forked by the Python worker)
             self._spawn_bg(self._finish_foreign(run))
         else:
             self._spawn_bg(self._finish(run, process.reap(run._proc)))
@@ -579,9 +579,7 @@ class Scheduler:
     def _start_kill(self, run: TaskRun, reason: str) -> None:
         run._kill_reason = reason
         if run._tree is not None and run._killer is None:
-            run._killer = asyncio.ensure_future(run._tree.kill(run.spec.kill_grace, run.pid))
-            self._background.add(run._killer)
-            run._killer.add_done_callback(self._background.discard)
+            run._killer = self._spawn_bg(run._tree.kill(run.spec.kill_grace, run.pid))
 
     async def _abort(self, run: TaskRun, reason: str) -> None:
         if run.state == RETRYING:
@@ -626,10 +624,7 @@ class Scheduler:
         self._running -= 1
         reason = run._kill_reason
         if code is not None and code < 0:
-            import signal
-
-            sig = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-            what = f"killed by {sig}"
+            what = f"killed by {process.signal_name(-code)}"
         else:
             what = f"exit code {code}" if code is not None else "ended without an exit status"
         if reason and reason != "timeout":
@@ -740,8 +735,7 @@ class Scheduler:
         on_disk = self._attempts_on_disk()
         for name, run in self.tasks.items():
             t = prev["tasks"].get(name) if isinstance(prev["tasks"].get(name), dict) else {}
-            recorded = int(t.get("attempts") or 0) if str(t.get("attempts", "0")).isdigit() else 0
-            attempt = max(recorded, on_disk.get(safe_name(name), 0))
+            attempt = max(_count(t, "attempts"), on_disk.get(safe_name(name), 0))
             if not attempt:
                 continue
             files = self._attempt_files(run, attempt)
@@ -773,7 +767,7 @@ class Scheduler:
             t = prev["tasks"].get(name)
             if not isinstance(t, dict):
                 continue
-            run.attempts = int(t.get("attempts") or 0) if str(t.get("attempts", "0")).isdigit() else 0
+            run.attempts = _count(t, "attempts")
             run.logs = [os.path.join(base, p) for p in t.get("logs") or [] if isinstance(p, str)]
             run.outputs = t.get("outputs") if isinstance(t.get("outputs"), dict) else {}
             run.exit_code = t.get("exit_code") if isinstance(t.get("exit_code"), int) else None
@@ -885,19 +879,19 @@ class Scheduler:
 
     async def _writer(self) -> None:
         """Write the checkpoint after changes, at most every SAVE_INTERVAL (bursts coalesce)."""
-        assert self._dirty is not None and self._loop is not None
+        assert self._dirty is not None and self._closing is not None and self._loop is not None
         while True:
             if self._written == self._version:
-                if self._closing:
+                if self._closing.is_set():
                     return
                 await self._dirty.wait()
             self._dirty.clear()
             version, data = self._version, self._serialise()
             await self._loop.run_in_executor(None, write_atomic, self.checkpoint_path, data)
             self._written = version
-            if not self._closing:
-                try:
-                    await asyncio.wait_for(self._closed_event.wait(), SAVE_INTERVAL)
+            if not self._closing.is_set():
+                try:  # coalesce: the next write waits for SAVE_INTERVAL, or for close()
+                    await asyncio.wait_for(self._closing.wait(), SAVE_INTERVAL)
                 except TimeoutError:
                     pass
 

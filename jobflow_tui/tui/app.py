@@ -25,6 +25,7 @@ from textual.widgets import Footer, Input, Sparkline, Static
 
 from ..engine import (
     ABORTED,
+    ACTIVE,
     BLOCKED,
     FAILED,
     PENDING,
@@ -348,9 +349,9 @@ class Dashboard(App[int]):
         if action == "retry":
             return True if state in (FAILED, ABORTED) else None
         if action == "abort":
-            return True if state in (RUNNING, RETRYING) else None
+            return True if state in ACTIVE else None
         if action == "abort_all":
-            return True if any(r.state in (RUNNING, RETRYING) for r in self.scheduler.tasks.values()) else None
+            return True if self.scheduler.active() else None
         if action == "pager":
             return True if name and self.scheduler.tasks[name].logs else None
         if action == "next_match":
@@ -391,7 +392,7 @@ class Dashboard(App[int]):
         if not name:
             return
         affected = [name, *self.scheduler.job.downstream(name)]
-        busy = [n for n in affected if self.scheduler.tasks[n].state in (RUNNING, RETRYING)]
+        busy = [n for n in affected if self.scheduler.tasks[n].state in ACTIVE]
         if busy and not await self.push_screen_wait(
             Confirm(f"Restart '{name}' and {len(affected) - 1} task(s) after it? "
                     f"This aborts {', '.join(busy)}.")
@@ -401,7 +402,7 @@ class Dashboard(App[int]):
 
     @work(group="actions", exit_on_error=False)
     async def action_abort_all(self) -> None:
-        running = [n for n, r in self.scheduler.tasks.items() if r.state in (RUNNING, RETRYING)]
+        running = self.scheduler.active()
         if running and await self.push_screen_wait(Confirm(f"Abort all {len(running)} running task(s)?")):
             self.scheduler.abort_all()
 
@@ -476,7 +477,7 @@ class Dashboard(App[int]):
 
     @work(group="actions", exit_on_error=False)
     async def action_quit_app(self) -> None:
-        running = [n for n, r in self.scheduler.tasks.items() if r.state in (RUNNING, RETRYING)]
+        running = self.scheduler.active()
         if running and not await self.push_screen_wait(
             Confirm(f"{len(running)} task(s) running: abort them and quit?")
         ):
