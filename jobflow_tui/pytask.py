@@ -1,7 +1,8 @@
 """Python task classes: `from jobflow_tui import Task, task`.
 
 A Task's class annotations are its parameters (validated by pydantic before anything
-runs); `run()` does the work in a child process of its own and returns the task's outputs.
+runs); `run()` does the work in a child process (never the runner's) and returns the task's
+outputs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Task(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     _ctx: dict[str, Any] = PrivateAttr(default_factory=dict)
     task_class_name: ClassVar[str] = ""
+    # A process whose attempt succeeded and left nothing behind may run a later attempt
+    # (see the worker); True gives every attempt of this class a process no task used before.
+    fresh_process: ClassVar[bool] = False
 
     # ---- what a task can use ----------------------------------------------------
 

@@ -3,6 +3,7 @@ data between tasks, Flowmancer job files and flows built in code."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -10,9 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from .conftest import ROOT, cli, write
+from .conftest import ROOT, alive, cli, write
 
 HOOKS = '''
 import os, time
@@ -388,12 +387,117 @@ def test_example_python_job(tmp_path: Path) -> None:
         assert line in r.stdout
 
 
-@pytest.mark.parametrize("n", [40])
-def test_many_python_tasks_each_in_its_own_process(tmp_path: Path, n: int) -> None:
-    write(tmp_path / "tasks" / "pid.py", "import os\nfrom jobflow_tui import Task, task\n\n@task\nclass Pid(Task):\n"
-          "    def run(self):\n        return {'pid': os.getpid(), 'pgid': os.getpgid(0)}\n")
+PIDS = """
+import logging, os, signal, subprocess, sys, threading, time
+from jobflow_tui import Task, task
+
+COUNT = 0
+
+def me(**extra):
+    return {"pid": os.getpid(), "pgid": os.getpgid(0), **extra}
+
+@task
+class Pid(Task):
+    def run(self):
+        t0 = time.time()
+        time.sleep(0.01)
+        return me(t0=t0, t1=time.time())
+
+@task
+class Thread(Task):
+    def run(self):
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        return me()
+
+@task
+class Child(Task):
+    def run(self):
+        p = subprocess.Popen(["sleep", "30"])
+        return me(child=p.pid)
+
+@task
+class Handler(Task):
+    def run(self):
+        logging.getLogger("mine").addHandler(logging.StreamHandler())
+        return me()
+
+@task
+class SysPath(Task):
+    def run(self):
+        sys.path.append("/nowhere")
+        return me()
+
+@task
+class Signal(Task):
+    def run(self):
+        signal.signal(signal.SIGUSR1, lambda *a: None)
+        return me()
+
+@task
+class Counts(Task):
+    fresh_process = True
+    def run(self):
+        global COUNT
+        COUNT += 1
+        return me(count=COUNT)
+
+@task
+class FailsOnce(Task):
+    def run(self):
+        if self.attempt == 1:
+            raise RuntimeError("once")
+        return me()
+"""
+
+
+def test_python_attempts_share_no_process_while_running_and_reuse_clean_ones(tmp_path: Path) -> None:
+    write(tmp_path / "tasks" / "pids.py", PIDS)
+    n = 40
     write(tmp_path / "job.yaml", "config: {max_concurrency: 8}\ntasks:\n" + "".join(f"  t{i}: {{task: Pid}}\n" for i in range(n)))
-    assert cli("job.yaml", cwd=tmp_path).returncode == 0
+    r = cli("job.yaml", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
     outs = [t["outputs"] for t in checkpoint(tmp_path)["tasks"].values()]
-    assert len({o["pid"] for o in outs}) == n  # one process each
-    assert all(o["pid"] == o["pgid"] for o in outs)  # each leads its own process group
+    assert all(o["pid"] == o["pgid"] for o in outs)  # each attempt's process leads its group
+    by_pid: dict[int, list] = {}
+    for o in outs:
+        by_pid.setdefault(o["pid"], []).append((o["t0"], o["t1"]))
+    assert len(by_pid) < n  # clean processes took later attempts
+    for spans in by_pid.values():  # ... one at a time
+        spans.sort()
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_a_python_task_that_leaves_anything_behind_gets_no_successor(tmp_path: Path) -> None:
+    write(tmp_path / "tasks" / "pids.py", PIDS)
+    kinds = ["Thread", "Child", "Handler", "SysPath", "Signal", "Counts", "FailsOnce"]
+    chain = ["  first: {task: Pid}\n", "  clean: {task: Pid, dependencies: [first]}\n"]
+    prev = "clean"
+    for k in kinds:
+        chain.append(f"  {k}: {{task: {k}, dependencies: [{prev}], max_attempts: 2}}\n")
+        chain.append(f"  after{k}: {{task: Pid, dependencies: [{k}]}}\n")
+        prev = f"after{k}"
+    chain.append(f"  fresh2: {{task: Counts, dependencies: [{prev}]}}\n")
+    write(tmp_path / "job.yaml", "config: {max_concurrency: 1}\ntasks:\n" + "".join(chain))
+    r = cli("job.yaml", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cp = checkpoint(tmp_path)["tasks"]
+    pid = {name: t["outputs"]["pid"] for name, t in cp.items()}
+    assert pid["clean"] == pid["first"]  # nothing left behind: the same process went on
+    for k in kinds[:-1]:
+        assert pid[f"after{k}"] != pid[k], k
+    assert pid["Counts"] != pid[f"after{kinds[kinds.index('Counts') - 1]}"]  # fresh_process: a new one
+    assert cp["Counts"]["outputs"]["count"] == cp["fresh2"]["outputs"]["count"] == 1  # no state shared
+    first_try = next((tmp_path / ".jobflow").glob("*/runs/*/FailsOnce.1.status")).read_text().split()[1]
+    assert cp["FailsOnce"]["attempts"] == 2 and int(first_try) != pid["FailsOnce"]  # a failed attempt's process ends
+    assert not alive(cp["Child"]["outputs"]["child"])  # what the task left running was ended
+
+
+def test_a_python_task_in_a_reused_process_times_out_alone(tmp_path: Path) -> None:
+    job(tmp_path, "  ok: {task: Succeeds}\n  hang: {task: Hangs, timeout: 1, kill_grace: 2, dependencies: [ok]}\n"
+        "  next: {task: Succeeds, dependencies: [ok]}\n", "max_concurrency: 1")
+    r = run(tmp_path)
+    assert r.returncode == 1
+    cp = checkpoint(tmp_path)["tasks"]
+    assert cp["hang"]["state"] == "failed" and "timed out after 1s" in r.stdout
+    assert cp["next"]["state"] == "succeeded"
+    assert "hang:1:abort" in hooks(tmp_path)

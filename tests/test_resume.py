@@ -101,6 +101,35 @@ def test_sigkilled_runner_the_running_task_is_adopted_not_rerun(tmp_path: Path) 
     assert cp["tasks"]["slow"]["attempts"] == 1
 
 
+def test_sigkilled_runner_a_running_python_task_is_adopted_not_rerun(tmp_path: Path) -> None:
+    write(tmp_path / "tasks" / "slow.py", f"""
+        import time
+        from jobflow_tui import Task, task
+
+        @task
+        class Slow(Task):
+            def run(self):
+                with open("{tmp_path}/starts", "a") as f:
+                    f.write("start\\n")
+                for i in range(1, 16):
+                    print(f"line {{i}}", flush=True)
+                    time.sleep(0.1)
+                return {{"out": "fine"}}
+    """)
+    write(tmp_path / "job.yaml", """
+        tasks:
+          slow: {task: Slow}
+          after: {command: 'echo after ran', dependencies: [slow]}
+    """)
+    kill_runner_once_started(tmp_path)  # at once: before the runner noted the process's start time
+    r = cli("job.yaml", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "after | after ran" in r.stdout
+    assert (tmp_path / "starts").read_text() == "start\n"  # exactly one start, ever
+    cp = checkpoint(tmp_path)
+    assert cp["tasks"]["slow"]["outputs"] == {"out": "fine"} and cp["tasks"]["slow"]["attempts"] == 1
+
+
 def test_task_that_finished_while_no_runner_was_alive_is_not_rerun(tmp_path: Path) -> None:
     write(tmp_path / "job.yaml", f"""
         tasks:

@@ -126,7 +126,8 @@ def wait_exit(pid: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]
     """A future set when process `pid` exits (any process, child or not), via a pidfd.
 
     Waiting through a pidfd costs no thread and no polling, unlike asyncio's default
-    child watcher on Python 3.11, which starts a thread per child.
+    child watcher on Python 3.11, which starts a thread per child. Cancel the future to
+    stop waiting.
     """
     fut: asyncio.Future[None] = loop.create_future()
     try:
@@ -136,12 +137,15 @@ def wait_exit(pid: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]
         return fut
 
     def ready() -> None:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
         if not fut.done():
             fut.set_result(None)
 
+    def stop(_f: asyncio.Future) -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
     loop.add_reader(pidfd, ready)
+    fut.add_done_callback(stop)
     return fut
 
 

@@ -17,7 +17,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,6 +138,11 @@ class TaskRun:
     _killer: asyncio.Task | None = None
     _done: asyncio.Future | None = None
     _shared_snapshot: dict | None = None  # shared_dict as a Python task's attempt received it
+    # A Python attempt's worker, and a future set if its process ends the attempt but lives
+    # on to run another (then it is kept: no leftovers to end, and released afterwards).
+    _worker: Any = None
+    _ended: Future | None = None
+    _kept: bool = False
 
     @property
     def attempt(self) -> int:
@@ -492,6 +497,8 @@ class Scheduler:
         run.pid = run.create_time = None
         run._kill_reason = ""
         run.adopted = False
+        run._worker = run._ended = None
+        run._kept = False
         run._done = self._loop.create_future()
         env = dict(self._base_env)
         env.update(run.spec.env)
@@ -542,15 +549,42 @@ class Scheduler:
             self._start_kill(run, run._kill_reason)
         elif run.spec.timeout:
             run._timer = self._loop.call_later(run.spec.timeout, self._on_timeout, run)
-        waiter = process.wait_exit(pid, self._loop)
-        waiter.add_done_callback(lambda _f, run=run: self._on_exit(run))
+        self._await_end(run, pid)
         self._wake.set()  # type: ignore[union-attr]
+
+    def _await_end(self, run: TaskRun, pid: int) -> None:
+        """Call _on_exit once: when the process exits, or when it reports the attempt's end."""
+        assert self._loop is not None
+        exited = process.wait_exit(pid, self._loop)
+        if run._ended is None:
+            exited.add_done_callback(lambda _f: self._on_exit(run))
+            return
+        ended = asyncio.wrap_future(run._ended, loop=self._loop)
+        handled = False
+
+        def first(fut: asyncio.Future) -> None:
+            nonlocal handled
+            if handled:
+                return
+            handled = True
+            if fut is ended:
+                run._kept = True
+                exited.cancel()  # closes the pidfd: this process goes on to other attempts
+            else:
+                ended.cancel()
+                if run._worker is not None and run._files is not None:
+                    run._worker.forget(run._files.status)
+            self._on_exit(run)
+
+        exited.add_done_callback(first)
+        ended.add_done_callback(first)
 
     def _spawn(self, run: TaskRun, files: process.AttemptFiles, env: dict[str, str]) -> int:
         if run.spec.python_class:
             from ..worker.client import spawn_task
 
-            return spawn_task(self, run, files, env)
+            pid, run._worker, run._ended = spawn_task(self, run, files, env)
+            return pid
         assert run.spec.command is not None
         return process.spawn(run.spec.command, files, env, run.spec.cwd)
 
@@ -607,7 +641,7 @@ class Scheduler:
             if lines:
                 self._emit(Output(run.name, run.attempt, lines))
             run._tail = None
-        if run._tree is not None and run._killer is None:
+        if run._tree is not None and run._killer is None and not run._kept:
             if run.spec.python_class:
                 self._spawn_bg(self._end_leftovers(run._tree, run.spec.kill_grace))
             elif run._tree.alive():  # our own child, already reaped: only real leftovers remain
@@ -617,6 +651,8 @@ class Scheduler:
             run._killer = None
         run.exit_code = code
         run.finished_at = time.time()
+        if run._kept and run._worker is not None and run.pid is not None:
+            run._worker.release(run.pid)  # only now: an abort of this attempt can no longer reach it
         run.pid = None
         run._proc = None
         if run._files is not None:
@@ -725,8 +761,13 @@ class Scheduler:
                 return None
             if created is not None:
                 return p if abs(p.create_time() - created) < 0.05 else None
-            return p if p.environ().get("JOBFLOW_STATUS_FILE") == files.status else None
-        except psutil.Error:
+            if p.environ().get("JOBFLOW_STATUS_FILE") == files.status:
+                return p  # a command's wrapper
+            # A forked Python attempt has the worker's start environment. The process that
+            # wrote its pid into the status file was started before it wrote; one that got
+            # the pid later was started after every write.
+            return p if p.create_time() <= os.stat(files.status).st_mtime else None
+        except (psutil.Error, OSError):
             return None
 
     def _refuse_if_alive(self, prev: dict) -> None:

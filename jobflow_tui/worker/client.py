@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ..jobdef.errors import Problem
@@ -25,13 +26,55 @@ class Worker:
     """One worker process with the job's task modules imported."""
 
     def __init__(self, dirs: list[str], packages: list[str], files: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobflow_tui.worker.main"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C meant for the runner is not the worker's
-        )
-        self.lock = threading.Lock()
+        # Slots that finish an attempt and stay alive for another say so on this pipe.
+        done_r, done_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jobflow_tui.worker.main", "--done-fd", str(done_w)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C meant for the runner is not the worker's
+                pass_fds=(done_w,),
+            )
+        finally:
+            os.close(done_w)
+        self.lock = threading.Lock()  # one request at a time
+        self._ends_lock = threading.Lock()
+        self._ended: dict[str, Future[None]] = {}  # status file -> set when its slot reports
+        self._released: list[int] = []
+        threading.Thread(target=self._read_done, args=(done_r,), daemon=True, name="jobflow-worker-done").start()
         self.loaded = self.request({"op": "load", "dirs": dirs, "packages": packages, "files": files})
+
+    def _read_done(self, fd: int) -> None:
+        # Ends at EOF: when the worker and every slot have closed their end.
+        with os.fdopen(fd, "rb") as done:
+            for line in done:
+                with self._ends_lock:
+                    fut = self._ended.pop(line.rstrip(b"\n").decode(errors="replace"), None)
+                if fut is not None and fut.set_running_or_notify_cancel():
+                    fut.set_result(None)
+
+    def run(self, req: dict[str, Any]) -> tuple[int, Future[None]]:
+        """Start an attempt; its pid, and a future set if its process ends the attempt but
+        stays alive for another (otherwise the process exits, as for any attempt)."""
+        ended: Future[None] = Future()
+        with self._ends_lock:
+            self._ended[req["status"]] = ended
+            req["release"], self._released = self._released, []
+        try:
+            return int(self.request(req)["pid"]), ended
+        except BaseException:
+            self.forget(req["status"])
+            raise
+
+    def forget(self, status: str) -> None:
+        """The attempt with this status file ended by its process exiting."""
+        with self._ends_lock:
+            self._ended.pop(status, None)
+
+    def release(self, pid: int) -> None:
+        """The runner is done with the attempt slot `pid` reported: it may take another."""
+        with self._ends_lock:
+            self._released.append(pid)
 
     def request(self, req: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -118,13 +161,15 @@ def check(job: JobDef) -> list[Problem]:
     return problems
 
 
-def spawn_task(s: Scheduler, run: TaskRun, files: AttemptFiles, env: dict[str, str]) -> int:
-    """Fork an attempt of a Python task from the worker; its pid."""
+def spawn_task(s: Scheduler, run: TaskRun, files: AttemptFiles, env: dict[str, str]) -> tuple[int, Worker, Future[None]]:
+    """Start an attempt of a Python task in the worker: its pid, the worker, and a future set
+    if the attempt's process reports its end and stays alive."""
     spec = run.spec
     upstream = {n: s.tasks[n].outputs for n in s.job.upstream([run.name]) if n != run.name}  # {} too
     snapshot = json.loads(json.dumps(s.shared_dict, default=str))
     run._shared_snapshot = snapshot
-    reply = worker_for(s.job).request({
+    w = worker_for(s.job)
+    pid, ended = w.run({
         "op": "run",
         "task": run.name,
         "class": spec.python_class,
@@ -139,4 +184,4 @@ def spawn_task(s: Scheduler, run: TaskRun, files: AttemptFiles, env: dict[str, s
         "log": files.log,
         "status": files.status,
     })
-    return int(reply["pid"])
+    return pid, w, ended

@@ -1,14 +1,23 @@
-"""The worker process: `python -m jobflow_tui.worker.main`, JSON lines on stdin/stdout.
+"""The worker process: `python -m jobflow_tui.worker.main --done-fd N`, JSON lines on
+stdin/stdout.
 
 Requests: {"op": "load", "dirs", "packages", "files"} -> {"classes", "problems"};
 {"op": "check", "tasks": [{"name", "class", "params"}]} -> {"results": {name: [errors]}};
-{"op": "run", ...} -> {"pid"}. Each forked attempt writes its pid and exit status to the
-attempt's status file, as the command wrapper does; a reaper thread fills in the status
-when the child could not (os._exit, a signal).
+{"op": "run", ..., "release": [pids]} -> {"pid"}.
+
+Attempts run in slots: children forked from this pre-imported process, each in a session
+of its own. Forking a process that holds pydantic costs milliseconds of page copying, so
+a slot whose attempt succeeded and left nothing behind (no thread, no child process, no
+changed signal or logging handler, the same sys.path) tells the runner so on the done fd,
+and once the runner has released it, runs a later attempt instead of a new fork. Any other
+end of an attempt ends its slot. Each attempt writes its pid and exit status to its
+status file, as the command wrapper does; a reaper thread fills in the status when a slot
+could not (os._exit, a signal).
 """
 
 from __future__ import annotations
 
+import ctypes
 import difflib
 import gc
 import json
@@ -24,39 +33,57 @@ from pydantic import ValidationError
 
 from .. import pytask
 
-_CHILDREN: dict[int, str] = {}  # pid -> status file, for the reaper
+MAX_ATTEMPTS_PER_SLOT = 100  # then a fresh fork: bounds what slow leaks can pile up
+
+_CHILDREN: dict[int, str | None] = {}  # slot pid -> status file of the attempt it runs
 _CHILDREN_LOCK = threading.Lock()
-_CHILD_EXITED = threading.Condition(_CHILDREN_LOCK)
+_CHANGED = threading.Condition(_CHILDREN_LOCK)
+_GONE: list[int] = []  # slots the reaper collected; the main thread closes their pipes
+_SLOTS: dict[int, int] = {}  # slot pid -> our end of its request pipe (main thread only)
+_IDLE: list[int] = []  # released slots waiting for an attempt
+_DONE_FD = -1  # the runner's pipe: a slot writes its attempt's status file there when kept
 
 
 def _reaper() -> None:
-    """Collect every forked attempt; where user code left without recording how (os._exit,
-    a signal, a crash of the interpreter), record its real exit status."""
+    """Collect every slot; where user code left without recording how (os._exit, a signal,
+    a crash of the interpreter), record the real exit status of the attempt it ran."""
     while True:
-        with _CHILD_EXITED:
+        with _CHANGED:
             while not _CHILDREN:
-                _CHILD_EXITED.wait()
+                _CHANGED.wait()
         try:
             pid, status = os.waitpid(-1, 0)
         except ChildProcessError:
             continue
-        with _CHILDREN_LOCK:
-            path = _CHILDREN.pop(pid, None)
-        if path is None:
-            continue
-        try:
-            with open(path, "rb") as f:
-                recorded = any(line.startswith(b"exit ") for line in f.read().splitlines())
-            if not recorded:
-                with open(path, "a") as f:
-                    f.write(f"exit {os.waitstatus_to_exitcode(status)}\n")
-        except OSError:
-            pass
+        with _CHANGED:
+            if pid not in _CHILDREN:
+                continue
+            path = _CHILDREN.pop(pid)
+            _GONE.append(pid)
+            _CHANGED.notify_all()
+        if path is not None:
+            _record_exit(path, pid, os.waitstatus_to_exitcode(status))
+
+
+def _record_exit(path: str, pid: int, code: int) -> None:
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+        # Only into the file of an attempt this very process started and did not finish.
+        if f"pid {pid}".encode() in lines and not any(line.startswith(b"exit ") for line in lines):
+            with open(path, "a") as f:
+                f.write(f"exit {code}\n")
+    except OSError:
+        pass
 
 
 def main() -> None:
+    global _DONE_FD
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
-    # Set up once and inherited: the handler writes to fd 2, which in each child is its log.
+    if len(sys.argv) > 2 and sys.argv[1] == "--done-fd":
+        _DONE_FD = int(sys.argv[2])
+        os.set_inheritable(_DONE_FD, False)  # slots keep it; programs they exec do not
+    # Set up once and inherited: the handler writes to fd 2, which in each slot is its log.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     threading.Thread(target=_reaper, daemon=True, name="reaper").start()
@@ -72,6 +99,16 @@ def main() -> None:
             reply = {"error": f"{type(e).__name__}: {e}"}
         replies.write(json.dumps(reply, default=str).encode() + b"\n")
         replies.flush()
+    _close_slots()
+
+
+def _close_slots(wait: float = 2.0) -> None:
+    """End idle slots (their request pipe closes) and give every slot a moment to go."""
+    for fd in _SLOTS.values():
+        os.close(fd)
+    _SLOTS.clear()
+    with _CHANGED:
+        _CHANGED.wait_for(lambda: not _CHILDREN, timeout=wait)
 
 
 def load(req: dict) -> dict:
@@ -114,31 +151,131 @@ def _message(err: dict) -> str:
 
 
 def run(req: dict) -> dict:
-    # Objects alive now move to a generation the collector never scans, so a child's
+    with _CHANGED:
+        gone, _GONE[:] = list(_GONE), []
+    for pid in gone:
+        if pid in _SLOTS:
+            os.close(_SLOTS.pop(pid))
+    _IDLE[:] = [p for p in (*_IDLE, *req.pop("release", [])) if p in _SLOTS and p not in gone]
+    cls = pytask.registry()[req["class"]]
+    line = json.dumps(req, separators=(",", ":")).encode() + b"\n"
+    while _IDLE and not cls.fresh_process:
+        pid = _IDLE.pop()
+        with _CHANGED:
+            if pid not in _CHILDREN:
+                continue
+            _CHILDREN[pid] = req["status"]  # before the slot can start (and crash in) it
+        try:
+            _write_all(_SLOTS[pid], line)
+            return {"pid": pid}
+        except OSError:  # gone since it was released; the reaper records nothing (no pid line)
+            continue
+    return {"pid": _fork_slot(req)}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _fork_slot(req: dict) -> int:
+    # Objects alive now move to a generation the collector never scans, so a slot's
     # collections do not touch (and copy, page by page) the whole inherited heap.
     gc.freeze()
-    with _CHILDREN_LOCK:  # held across fork: the reaper must know the pid before it can exit
+    r, w = os.pipe()
+    with _CHANGED:  # held across fork: the reaper must know the pid before it can exit
         pid = os.fork()
         if pid != 0:
             _CHILDREN[pid] = req["status"]
-            _CHILD_EXITED.notify()
+            _CHANGED.notify_all()
     if pid == 0:
-        code = 1
+        os.close(w)
+        for fd in _SLOTS.values():  # other slots' pipes: held here, they would never see EOF
+            os.close(fd)
+        _slot(r, req)
+    os.close(r)
+    _SLOTS[pid] = w
+    return pid
+
+
+def _slot(requests_fd: int, req: dict) -> None:
+    """A slot's life: run attempts until one cannot be followed by another. Never returns."""
+    code = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # Orphans of an attempt become our children, so "no child left" covers them too.
+        reaps = ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        sys.stdin = open(os.devnull)  # noqa: SIM115
+        baseline = _fingerprint()
+        requests = os.fdopen(requests_fd, "rb")
+        served = 0
+        while True:
+            code = 1
+            try:
+                code = _attempt(req)
+            except BaseException:
+                traceback.print_exc()
+            served += 1
+            keep = (code == 0 and reaps and served < MAX_ATTEMPTS_PER_SLOT
+                    and not pytask.registry()[req["class"]].fresh_process
+                    and _no_children() and _fingerprint() == baseline)
+            if not keep:
+                _finish(req, code)
+            _flush()
+            with open(req["status"], "a") as f:
+                f.write("exit 0\n")
+            try:
+                os.write(_DONE_FD, req["status"].encode() + b"\n")
+            except OSError:
+                os._exit(0)  # the runner is gone: nobody will hand us another attempt
+            line = requests.readline()
+            if not line:
+                os._exit(0)  # the worker closed our pipe: the run is over
+            req = json.loads(line)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        _finish(req, code)
+
+
+def _fingerprint() -> tuple:
+    """What an attempt could leave behind to trouble the next one in this process."""
+    handlers = [signal.getsignal(s) for s in sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})]
+    loggers = [logging.root, *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    return (
+        len(os.listdir("/proc/self/task")),  # threads, including ones started outside Python
+        tuple(map(id, handlers)),
+        tuple((id(lg), lg.level, tuple(map(id, lg.handlers))) for lg in loggers if lg.handlers or lg.level)
+        + (logging.root.manager.disable,),
+        tuple(sys.path),
+    )
+
+
+def _no_children() -> bool:
+    while True:
         try:
-            code = _child(req)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            _finish(req, code)
-    return {"pid": pid}
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid == 0:
+            return False
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
 
 
 def _finish(req: dict, code: int) -> None:
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:
-        pass
+    _flush()
     try:
         with open(req["status"], "a") as f:
             f.write(f"exit {code}\n")
@@ -146,19 +283,14 @@ def _finish(req: dict, code: int) -> None:
         os._exit(code)
 
 
-def _child(req: dict) -> int:
-    os.setsid()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _attempt(req: dict) -> int:
     fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    os.close(null)
     with open(req["status"], "w") as f:
         f.write(f"pid {os.getpid()}\n")
-    sys.stdin = open(os.devnull)  # noqa: SIM115
+    # Fresh objects on fds 1 and 2 (now the log), whatever an earlier attempt did to them.
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     for handler in logging.getLogger().handlers:  # the inherited handler, onto the new stderr
