@@ -27,7 +27,7 @@ THEIRS = "from flowmancer.task import Task, task\n\n\n@task\nclass Trivial(Task)
 MAIN = "import sys\nfrom flowmancer import Flowmancer\n\nif __name__ == '__main__':\n    sys.exit(Flowmancer().start())\n"
 
 
-def setup(root: Path) -> dict[str, tuple[list[str], Path, list[Path]]]:
+def setup(root: Path) -> dict[str, Path]:
     py = root / "py"
     (py / "tasks").mkdir(parents=True)
     (py / "tasks" / "trivial.py").write_text(OURS)
@@ -47,9 +47,7 @@ def setup(root: Path) -> dict[str, tuple[list[str], Path, list[Path]]]:
     return {"py": py, "cmd": cmd, "fm": fm}
 
 
-def timed(cmd: list[str], cwd: Path, clean: list[Path]) -> float:
-    for p in clean:
-        shutil.rmtree(p, ignore_errors=True)
+def timed(cmd: list[str], cwd: Path) -> float:
     t0 = time.monotonic()
     r = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.monotonic() - t0
@@ -67,20 +65,24 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = setup(Path(tmp))
-        plans = {
-            "jobflow python tasks": ([a.exe, "--headless", "job.yaml"], dirs["py"], [dirs["py"] / ".jobflow"]),
-            "jobflow command tasks": ([a.exe, "--headless", "job.yaml"], dirs["cmd"], [dirs["cmd"] / ".jobflow"]),
-        }
-        if a.flowmancer_python:
-            plans["flowmancer python tasks"] = ([a.flowmancer_python, "main.py", "-j", "job.yaml"], dirs["fm"],
-                                                [dirs["fm"] / "logs", dirs["fm"] / ".flowmancer"])
-        samples: dict[str, list[float]] = {k: [] for k in plans}
-        for cmd, cwd, clean in plans.values():  # warm-up
-            timed(cmd, cwd, clean)
-        for _ in range(a.runs):
-            for name, (cmd, cwd, clean) in plans.items():
-                samples[name].append(timed(cmd, cwd, clean))
+        # Each round in fresh folders, nothing deleted until the end: on a journal-less ext4
+        # (this VM's), creating files soon after deleting thousands costs up to a millisecond
+        # each, which would charge the harness's clean-up to whichever tool runs next.
+        def plans(dirs: dict[str, Path]) -> dict[str, tuple[list[str], Path]]:
+            out = {
+                "jobflow python tasks": ([a.exe, "--headless", "job.yaml"], dirs["py"]),
+                "jobflow command tasks": ([a.exe, "--headless", "job.yaml"], dirs["cmd"]),
+            }
+            if a.flowmancer_python:
+                out["flowmancer python tasks"] = ([a.flowmancer_python, "main.py", "-j", "job.yaml"], dirs["fm"])
+            return out
+
+        for cmd, cwd in plans(setup(Path(tmp) / "warm-up")).values():
+            timed(cmd, cwd)
+        samples: dict[str, list[float]] = {}
+        for i in range(a.runs):
+            for name, (cmd, cwd) in plans(setup(Path(tmp) / f"round{i}")).items():
+                samples.setdefault(name, []).append(timed(cmd, cwd))
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}",

@@ -1,6 +1,7 @@
-"""Python tasks run in children forked from one pre-imported worker process.
+"""Python tasks run in processes forked from one pre-imported worker process.
 
-The worker imports pydantic and the job's task modules once; each attempt is a fork of it
-(its own session and process group, output on its log file), so a Python task starts in a
-millisecond or two, streams and aborts like a command, and cannot take the runner down.
+The worker imports pydantic and the job's task modules once; attempts run in forks of it
+(a session and process group of their own, output on the attempt's log file), so a Python
+task streams and aborts like a command and cannot take the runner down. A fork whose
+attempt succeeded and left nothing behind may run a later attempt (see `main`).
 """
