@@ -33,6 +33,7 @@ STATE_SGR = {
     PENDING: "2", RUNNING: "36", SUCCEEDED: "32", FAILED: "31;1",
     ABORTED: "35", RETRYING: "33", BLOCKED: "2;31",
 }
+FLUSH_DELAY = 0.02  # seconds: how long a printed line may wait in the buffer
 EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
@@ -66,6 +67,7 @@ class Reporter:
         self.scheduler = scheduler
         self.out = out
         self.colour = use_colour(out) if colour is None else colour
+        self._flush_pending = False
         scheduler.subscribe(self)
 
     def paint(self, text: str, state: str) -> str:
@@ -85,9 +87,30 @@ class Reporter:
             name = clean_line(event.task, False)
             # One write per chunk of lines: per-line writes cost more than the lines.
             self.out.write("".join(f"{name} | {clean_line(line, self.colour)}\n" for line in event.lines))
+            self._flush_soon()
         elif isinstance(event, StateChanged):
             self.out.write(self.describe(event) + "\n")
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        # A flush per state change is a write per change; a job of many short tasks makes
+        # thousands. Within FLUSH_DELAY is as live as a person or a CI log can tell.
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
             self.out.flush()
+            return
+        self._flush_pending = True
+        loop.call_later(FLUSH_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        try:
+            self.out.flush()
+        except OSError:
+            self.out = open(os.devnull, "w")  # noqa: SIM115
 
     def describe(self, e: StateChanged) -> str:
         name = clean_line(e.task, False)

@@ -132,3 +132,30 @@ def test_version_and_help() -> None:
     assert r.returncode == 0 and r.stdout.strip() == f"jobflow-tui {__version__}"
     r = cli("--help")
     assert r.returncode == 0 and "--resume" in r.stdout and "--only" in r.stdout and "validate" in r.stdout
+
+
+def test_headless_output_reaches_a_pipe_while_the_task_still_runs(tmp_path: Path) -> None:
+    # A CI log is a pipe: a long step's lines must show as they come, not when it ends.
+    import os
+    import select
+
+    from .conftest import wait_for
+
+    write(tmp_path / "job.yaml", f"tasks:\n  build: {{command: 'echo compiling; while [ ! -f {tmp_path}/stop ]; do sleep 0.05; done'}}\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell has it
+    runner = subprocess.Popen([sys.executable, "-m", "jobflow_tui", "job.yaml"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    assert runner.stdout is not None
+    seen = b""
+    try:
+        def got_line() -> bool:
+            nonlocal seen
+            if select.select([runner.stdout], [], [], 0)[0]:
+                seen += os.read(runner.stdout.fileno(), 65536)
+            return b"build | compiling\n" in seen
+
+        wait_for(got_line, 20, "the task's line on the pipe")
+        assert runner.poll() is None and not (tmp_path / "stop").exists()  # ... while it runs
+    finally:
+        (tmp_path / "stop").touch()
+        runner.communicate(timeout=20)

@@ -193,7 +193,7 @@ class Scheduler:
         self._written = -1
         self._succeeded = 0
         self._has_outputs = False  # any task published outputs (restored ones included)
-        self._json: dict[str, str] = {}  # task -> its encoded checkpoint entry
+        self._json: dict[str, str] = {}  # task -> its encoded checkpoint entry, key included
         self._stale: set[str] = set(self.tasks)  # entries to encode again
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: asyncio.Future | None = None
@@ -955,7 +955,7 @@ class Scheduler:
         stale, self._stale = self._stale, set()
         for name in stale:
             r = self.tasks[name]
-            self._json[name] = json.dumps({
+            self._json[name] = json.dumps(name) + ": " + json.dumps({
                 "state": r.state,
                 "attempts": r.attempts,
                 "attempt": r.attempt,
@@ -981,7 +981,7 @@ class Scheduler:
             "params": self.params,
             "shared_dict": self.shared_dict,
         }, default=str)
-        tasks = ",\n".join(f"{json.dumps(n)}: {self._json[n]}" for n in self.order)
+        tasks = ",\n".join([self._json[n] for n in self.order])
         return f'{head[:-1]}, "tasks": {{\n{tasks}}}}}\n'.encode()
 
     # ---- the state dir lock ------------------------------------------------------
