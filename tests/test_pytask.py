@@ -501,3 +501,44 @@ def test_a_python_task_in_a_reused_process_times_out_alone(tmp_path: Path) -> No
     assert cp["hang"]["state"] == "failed" and "timed out after 1s" in r.stdout
     assert cp["next"]["state"] == "succeeded"
     assert "hang:1:abort" in hooks(tmp_path)
+
+
+def test_a_fork_made_by_task_code_never_speaks_for_the_attempt(tmp_path: Path) -> None:
+    write(tmp_path / "tasks" / "forks.py", f'''
+import os, time
+from jobflow_tui import Task, task
+
+@task
+class CarelessFork(Task):
+    def run(self):
+        if os.fork() == 0:
+            time.sleep(0.2)
+            return {{"who": "the fork"}}  # returns instead of exiting
+        os.wait()
+        return {{"who": "the task"}}
+
+@task
+class ForkThenHang(Task):
+    def on_abort(self):
+        with open("{tmp_path}/aborts", "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+    def run(self):
+        if os.fork() == 0:
+            time.sleep(60)
+        time.sleep(60)
+''')
+    write(tmp_path / "job.yaml", """
+        tasks:
+          careless: {task: CarelessFork}
+          after: {task: CarelessFork, dependencies: [careless]}
+          hang: {task: ForkThenHang, timeout: 1}
+    """)
+    r = cli("job.yaml", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    cp = checkpoint(tmp_path)["tasks"]
+    assert cp["careless"]["state"] == cp["after"]["state"] == "succeeded"
+    assert cp["careless"]["outputs"] == cp["after"]["outputs"] == {"who": "the task"}
+    status = next((tmp_path / ".jobflow").glob("*/runs/*/careless.1.status")).read_text().splitlines()
+    assert [line.split()[0] for line in status] == ["pid", "result", "exit"]
+    assert cp["hang"]["state"] == "failed" and "timed out" in r.stdout
+    assert len((tmp_path / "aborts").read_text().split()) == 1  # on_abort ran once, in the task's process

@@ -42,6 +42,7 @@ _GONE: list[int] = []  # slots the reaper collected; the main thread closes thei
 _SLOTS: dict[int, int] = {}  # slot pid -> our end of its request pipe (main thread only)
 _IDLE: list[int] = []  # released slots waiting for an attempt
 _DONE_FD = -1  # the runner's pipe: a slot writes its attempt's status file there when kept
+_SLOT_PID = 0  # in a slot: its pid. A process user code forks from it is not the slot.
 
 
 def _reaper() -> None:
@@ -201,6 +202,8 @@ def _fork_slot(req: dict) -> int:
 
 def _slot(requests_fd: int, req: dict) -> None:
     """A slot's life: run attempts until one cannot be followed by another. Never returns."""
+    global _SLOT_PID
+    _SLOT_PID = os.getpid()
     code = 1
     try:
         os.setsid()
@@ -220,6 +223,8 @@ def _slot(requests_fd: int, req: dict) -> None:
                 code = _attempt(req)
             except BaseException:
                 traceback.print_exc()
+            if os.getpid() != _SLOT_PID:
+                os._exit(code)  # a fork of user code that returned: never a slot
             served += 1
             keep = (code == 0 and reaps and served < MAX_ATTEMPTS_PER_SLOT
                     and not pytask.registry()[req["class"]].fresh_process
@@ -275,6 +280,8 @@ def _flush() -> None:
 
 
 def _finish(req: dict, code: int) -> None:
+    if os.getpid() != _SLOT_PID:
+        os._exit(code)  # a fork of user code ending: the attempt's status is not its to write
     _flush()
     try:
         with open(req["status"], "a") as f:
@@ -318,6 +325,8 @@ def _attempt(req: dict) -> int:
     def aborted(signum: int, _frame: Any) -> None:
         # Abort or timeout: the hook gets its say within the grace period, then we go.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.getpid() != _SLOT_PID:  # a fork of user code: it ends as SIGTERM would end it
+            os.kill(os.getpid(), signal.SIGTERM)
         for hook in (task.on_abort, task.on_destroy):
             try:
                 hook()
@@ -365,6 +374,8 @@ def _as_outputs(value: Any) -> dict:
 
 
 def _write_result(req: dict, task: pytask.Task, outputs: dict) -> None:
+    if os.getpid() != _SLOT_PID:
+        return
     try:
         shared = json.loads(json.dumps(task.shared_dict, default=str))
     except (TypeError, ValueError) as e:
