@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import alive, cli, wait_for, write
 
 
@@ -141,6 +143,21 @@ def test_task_that_finished_while_no_runner_was_alive_is_not_rerun(tmp_path: Pat
     r = cli("job.yaml", "--resume", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "starts").read_text() == "start\n"
+
+
+@pytest.mark.parametrize("command", [
+    "exec sh -c 'echo start >> {tmp}/starts; sleep 1'",
+    "trap 'echo bye' EXIT; echo start >> {tmp}/starts; sleep 1",
+])
+def test_a_command_that_execs_or_traps_still_records_its_status(tmp_path: Path, command: str) -> None:
+    quoted = json.dumps(command.format(tmp=tmp_path))
+    write(tmp_path / "job.yaml", f"tasks:\n  quick: {{command: {quoted}}}\n")
+    kill_runner_once_started(tmp_path)
+    status = status_file(tmp_path, "quick")
+    wait_for(lambda: "exit 0" in status.read_text(), 20, "the orphaned task to record its exit")
+    r = cli("job.yaml", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "starts").read_text() == "start\n"  # it succeeded while no runner lived: kept
 
 
 def test_task_that_died_without_a_status_runs_again_on_resume(tmp_path: Path) -> None:

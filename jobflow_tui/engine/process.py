@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 from dataclasses import dataclass, field
 
@@ -26,6 +27,10 @@ _PRE = (
 # with the shell's message in the log.
 SHELL_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && eval "$JOBFLOW_COMMAND"'
 ARGV_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && "$@"'
+# A command that could replace the wrapper (`exec`) or its EXIT trap (`trap`) runs in a
+# shell of its own under the wrapper instead: one process more, and the status is recorded.
+SUBSHELL_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && /bin/sh -c "$JOBFLOW_COMMAND"'
+_TAKES_OVER = re.compile(r"\b(exec|trap)\b")
 
 
 @dataclass
@@ -91,7 +96,7 @@ def spawn(command: str | list[str], files: AttemptFiles, env: dict[str, str], cw
     env["JOBFLOW_CWD"] = cwd
     if isinstance(command, str):
         env["JOBFLOW_COMMAND"] = command
-        argv = ["/bin/sh", "-c", SHELL_WRAPPER]
+        argv = ["/bin/sh", "-c", SUBSHELL_WRAPPER if _TAKES_OVER.search(command) else SHELL_WRAPPER]
     else:
         argv = ["/bin/sh", "-c", ARGV_WRAPPER, "jobflow-task", *command]
     fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
