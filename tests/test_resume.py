@@ -132,6 +132,20 @@ def test_sigkilled_runner_a_running_python_task_is_adopted_not_rerun(tmp_path: P
     assert cp["tasks"]["slow"]["outputs"] == {"out": "fine"} and cp["tasks"]["slow"]["attempts"] == 1
 
 
+def test_a_changed_task_still_running_is_adopted_then_run_with_its_new_definition(tmp_path: Path) -> None:
+    job = "tasks:\n  t: {{command: '{cmd}'}}\n  after: {{command: 'echo after >> {tmp}/order', dependencies: [t]}}\n"
+    v1 = f"echo start >> {tmp_path}/starts; echo v1 start >> {tmp_path}/order; sleep 1.5; echo v1 end >> {tmp_path}/order"
+    write(tmp_path / "job.yaml", job.format(cmd=v1, tmp=tmp_path))
+    kill_runner_once_started(tmp_path)
+    write(tmp_path / "job.yaml", job.format(cmd=f"echo v2 >> {tmp_path}/order", tmp=tmp_path))
+    r = cli("job.yaml", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "adopted running process" in r.stdout and "changed since the last run" in r.stdout
+    # Never two at once, the new definition after the old attempt, and downstream after that.
+    assert (tmp_path / "order").read_text().splitlines() == ["v1 start", "v1 end", "v2", "after"]
+    assert checkpoint(tmp_path)["tasks"]["t"]["attempts"] == 2
+
+
 def test_task_that_finished_while_no_runner_was_alive_is_not_rerun(tmp_path: Path) -> None:
     write(tmp_path / "job.yaml", f"""
         tasks:

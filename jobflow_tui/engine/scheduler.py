@@ -143,6 +143,7 @@ class TaskRun:
     _worker: Any = None
     _ended: Future | None = None
     _kept: bool = False
+    _again: bool = False  # adopted, but changed since: runs again when the adopted attempt ends
 
     @property
     def attempt(self) -> int:
@@ -666,6 +667,13 @@ class Scheduler:
         if reason and reason != "timeout":
             self._set(run, ABORTED, reason)
             self._block_downstream(run.name)
+        elif run._again:
+            # The adopted attempt ran the old definition: whatever it did, the new one runs.
+            run._again = False
+            run.outputs = {}
+            run.budget_start = run.attempts
+            self._set(run, PENDING, f"changed since the last run; the adopted attempt ended ({what})")
+            self._enqueue_if_ready(run.name)
         elif code == 0 and not reason:
             self._set(run, SUCCEEDED)
             for child in self.children[run.name]:
@@ -831,6 +839,7 @@ class Scheduler:
                     run.pid = proc.pid
                     run.create_time = proc.create_time()
                     run.budget_start = max(0, run.attempts - 1)
+                    run._again = name in rerun  # its definition changed: run that once this ends
                     adopt.append(run)
                     continue
                 run.exit_code = code
