@@ -171,6 +171,45 @@ def test_terminal_hangup_or_sigterm_ends_the_run_cleanly(tmp_path: Path, tmux_fa
     assert cp["tasks"]["long"]["state"] == "aborted"
 
 
+def test_a_terminal_that_vanishes_without_sighup_ends_the_run_cleanly(tmp_path: Path) -> None:
+    """The dashboard on a pseudo-terminal that is not its controlling one (so closing it
+    sends no SIGHUP): it must notice, save the run and leave, not spin on the dead tty."""
+    import fcntl
+    import json
+    import pty
+    import select
+    import struct
+    import termios
+
+    import psutil
+
+    write(tmp_path / "job.yaml", f"tasks:\n  long: {{command: 'echo $$ > {tmp_path}/pid; sleep 300'}}\n")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    app = subprocess.Popen([EXE, "job.yaml"], cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave,
+                           start_new_session=True, env={**os.environ, "TERM": "xterm-256color"})
+    os.close(slave)
+    try:
+        seen, deadline = b"", time.monotonic() + 30
+        while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                seen += os.read(master, 65536)  # keep the terminal drained, as a real one is
+        assert (tmp_path / "pid").exists(), seen[-2000:]
+        task_pid = int((tmp_path / "pid").read_text())
+    finally:
+        os.close(master)  # the terminal goes away
+        try:
+            code = app.wait(timeout=20)
+        finally:
+            if app.poll() is None:  # it did not notice: do not leave it spinning
+                app.kill()
+                app.wait()
+    assert code == 129
+    assert not psutil.pid_exists(task_pid) or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE
+    cp = json.loads((tmp_path / ".jobflow" / "job" / "checkpoint.json").read_text())
+    assert cp["tasks"]["long"]["state"] == "aborted"
+
+
 def _sleepers(tmp_path: Path) -> list[int]:
     """This test's `sleep 300` processes that are still alive."""
     import psutil

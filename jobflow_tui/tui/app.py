@@ -179,6 +179,19 @@ class Dashboard(App[int]):
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, on_signal)
 
+        # A terminal can also vanish with no SIGHUP sent to us (it was not our controlling
+        # terminal, say): then Textual's input thread spins on the dead tty at full CPU. A hung
+        # up tty fails isatty(), so look once a second and stop as for SIGHUP.
+        terminals = [fd for fd in (0, 1, 2) if os.isatty(fd)]
+
+        def watch_terminal() -> None:
+            while all(os.isatty(fd) for fd in terminals):
+                time.sleep(1.0)
+            emergency(128 + signal.SIGHUP, "the terminal went away")
+
+        if terminals:
+            threading.Thread(target=watch_terminal, daemon=True, name="jobflow-terminal").start()
+
     async def start_engine(self) -> None:
         try:
             await self.scheduler.start()
