@@ -209,6 +209,8 @@ class Tree:
                 pass
 
     def _escaped_alive(self) -> list:
+        if not self.escaped:
+            return []  # the common case, without importing psutil
         import psutil
 
         alive = []

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-import aiofiles
-
 from .lines import LineSplitter
 
 CHUNK = 65536
@@ -36,6 +34,8 @@ class LogTail:
             lines: list[str] = []
             if self.has_new():
                 if self._file is None:
+                    import aiofiles  # here: a run whose tasks print nothing never needs it
+
                     self._file = await aiofiles.open(self.path, "rb")
                     await self._file.seek(self.offset)
                 got = 0
