@@ -39,6 +39,7 @@ BAD = [
     ("empty command", "tasks:\n  a: {command: ''}\n", "2:16: 'command' must be a non-empty string"),
     ("parameters on a command", "tasks:\n  a:\n    command: echo\n    parameters: {x: 1}\n", "4:5: 'parameters' apply to Python tasks"),
     ("tab indentation", "tasks:\n\ta: {command: echo}\n", "YAML syntax error"),
+    ("null top-level key", "&anchored: 1\ntasks:\n  a: {command: echo}\n", "1:1: unknown top-level key 'None'"),
 ]
 
 
@@ -171,3 +172,17 @@ def test_cli_missing_job_file(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "nope.yaml:1:1: cannot read job file" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_keys_yaml_allows_but_json_cannot_sort_still_load(tmp_path: Path) -> None:
+    # null, number and boolean keys side by side with text ones (the job's hash and the
+    # tasks' fingerprints must not trip over them)
+    job = load_job(str(write(tmp_path / "job.yaml", """
+        tasks:
+          a:
+            task: Anything
+            parameters: {2: two, x: ex, null: nothing, true: yes}
+    """)))
+    assert job.hash and job.tasks["a"].fingerprint()
+    same = load_job(str(write(tmp_path / "again.yaml", (tmp_path / "job.yaml").read_text())))
+    assert same.tasks["a"].fingerprint() == job.tasks["a"].fingerprint()

@@ -7,14 +7,12 @@ that causes it. Nothing here starts anything.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 import re
 from typing import Any
 
 from .errors import JobFileError, Problem
-from .model import JobDef, TaskDef
+from .model import JobDef, TaskDef, digest_of
 from .yamlfile import Path, load_yaml
 
 TOP_KEYS = {"version", "config", "include", "tasks", "loggers", "checkpointer", "extensions"}
@@ -309,7 +307,7 @@ def _validate(doc: dict, abspath: str, r: _Reader) -> JobDef:
         extension_directories=ext_dirs, extension_packages=ext_pkgs, notes=notes,
     )
     job.locate = r.at
-    job.hash = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    job.hash = digest_of(doc)
     return job
 
 

@@ -49,9 +49,24 @@ class TaskDef:
             "env": self.env,
             "cwd": self.cwd,
         }
-        raw = json.dumps(what, sort_keys=True, default=str).encode()
-        self.__dict__["_fingerprint"] = digest = hashlib.sha256(raw).hexdigest()[:16]
+        self.__dict__["_fingerprint"] = digest = digest_of(what)
         return digest
+
+
+def digest_of(value: Any) -> str:
+    """A short stable hash of YAML-loaded data, whatever its mapping keys (YAML allows
+    null, numbers and booleans as keys, which JSON's sorting cannot compare)."""
+
+    def text_keys(v: Any) -> Any:
+        if isinstance(v, dict):
+            # str keys as they are, so the hashes of ordinary jobs never change
+            return {k if isinstance(k, str) else f"{type(k).__name__}:{k}": text_keys(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [text_keys(x) for x in v]
+        return v
+
+    raw = json.dumps(text_keys(value), sort_keys=True, default=str).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 @dataclass
