@@ -256,7 +256,9 @@ def cmd_logs(args) -> int:
         print(f"jobflow-tui: task {args.task!r} has attempts 1 to {len(logs)}, not {n}", file=sys.stderr)
         return 2
     path = os.path.join(job_dir, logs[n - 1])
-    status = path[: -len(".log")] + ".status"
+    from .engine.process import AttemptFiles
+
+    attempt = AttemptFiles(path[: -len(".log")])
     tty = sys.stdout.isatty()
     from .engine.lines import LineSplitter
 
@@ -277,7 +279,7 @@ def cmd_logs(args) -> int:
                 if chunk:
                     emit(chunk)
                     continue
-                if not args.follow or os.path.exists(status) or not _runner_alive(job_dir):
+                if not args.follow or attempt.read_status() is not None or not _runner_alive(job_dir):
                     break
                 sys.stdout.flush()
                 time.sleep(0.2)

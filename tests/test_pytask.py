@@ -73,6 +73,11 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return cli("job.yaml", *args, cwd=tmp_path, env={"HOOK_LOG": str(tmp_path / "hooks.log")})
 
 
+def journal(tmp_path: Path) -> list[str]:
+    """The lines of the run's attempt journal: `<task>.<attempt> pid|result|exit ...`."""
+    return next((tmp_path / ".jobflow").glob("*/runs/*/attempts.status")).read_text().splitlines()
+
+
 def checkpoint(tmp_path: Path) -> dict:
     return json.loads(next((tmp_path / ".jobflow").glob("*/checkpoint.json")).read_text())
 
@@ -487,7 +492,7 @@ def test_a_python_task_that_leaves_anything_behind_gets_no_successor(tmp_path: P
         assert pid[f"after{k}"] != pid[k], k
     assert pid["Counts"] != pid[f"after{kinds[kinds.index('Counts') - 1]}"]  # fresh_process: a new one
     assert cp["Counts"]["outputs"]["count"] == cp["fresh2"]["outputs"]["count"] == 1  # no state shared
-    first_try = next((tmp_path / ".jobflow").glob("*/runs/*/FailsOnce.1.status")).read_text().split()[1]
+    first_try = next(line for line in journal(tmp_path) if line.startswith("FailsOnce.1 pid ")).split()[2]
     assert cp["FailsOnce"]["attempts"] == 2 and int(first_try) != pid["FailsOnce"]  # a failed attempt's process ends
     assert not alive(cp["Child"]["outputs"]["child"])  # what the task left running was ended
 
@@ -538,7 +543,7 @@ class ForkThenHang(Task):
     cp = checkpoint(tmp_path)["tasks"]
     assert cp["careless"]["state"] == cp["after"]["state"] == "succeeded"
     assert cp["careless"]["outputs"] == cp["after"]["outputs"] == {"who": "the task"}
-    status = next((tmp_path / ".jobflow").glob("*/runs/*/careless.1.status")).read_text().splitlines()
-    assert [line.split()[0] for line in status] == ["pid", "result", "exit"]
+    records = [line.split()[1] for line in journal(tmp_path) if line.startswith("careless.1 ")]
+    assert records == ["pid", "result", "exit"]
     assert cp["hang"]["state"] == "failed" and "timed out" in r.stdout
     assert len((tmp_path / "aborts").read_text().split()) == 1  # on_abort ran once, in the task's process

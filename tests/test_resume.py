@@ -35,8 +35,10 @@ def kill_runner_once_started(tmp_path: Path) -> None:
     runner.communicate()
 
 
-def status_file(tmp_path: Path, task: str) -> Path:
-    return next((tmp_path / ".jobflow" / "job" / "runs").glob(f"*/{task}.1.status"))
+def records(tmp_path: Path, task: str) -> list[str]:
+    """What the first attempt of `task` recorded in its run's journal, e.g. ["pid 12", "exit 0"]."""
+    journal = next((tmp_path / ".jobflow" / "job" / "runs").glob("*/attempts.status"))
+    return [line.split(" ", 1)[1] for line in journal.read_text().splitlines() if line.startswith(f"{task}.1 ")]
 
 
 def test_resume_after_failure_keeps_what_succeeded(tmp_path: Path) -> None:
@@ -152,8 +154,7 @@ def test_task_that_finished_while_no_runner_was_alive_is_not_rerun(tmp_path: Pat
           quick: {{command: 'echo start >> {tmp_path}/starts; sleep 1'}}
     """)
     kill_runner_once_started(tmp_path)
-    status = status_file(tmp_path, "quick")
-    wait_for(lambda: "exit 0" in status.read_text(), 20, "the orphaned task to record its exit")
+    wait_for(lambda: "exit 0" in records(tmp_path, "quick"), 20, "the orphaned task to record its exit")
     r = cli("job.yaml", "--resume", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "starts").read_text() == "start\n"
@@ -167,8 +168,7 @@ def test_a_command_that_execs_or_traps_still_records_its_status(tmp_path: Path, 
     quoted = json.dumps(command.format(tmp=tmp_path))
     write(tmp_path / "job.yaml", f"tasks:\n  quick: {{command: {quoted}}}\n")
     kill_runner_once_started(tmp_path)
-    status = status_file(tmp_path, "quick")
-    wait_for(lambda: "exit 0" in status.read_text(), 20, "the orphaned task to record its exit")
+    wait_for(lambda: "exit 0" in records(tmp_path, "quick"), 20, "the orphaned task to record its exit")
     r = cli("job.yaml", "--resume", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "starts").read_text() == "start\n"  # it succeeded while no runner lived: kept
@@ -180,7 +180,7 @@ def test_task_that_died_without_a_status_runs_again_on_resume(tmp_path: Path) ->
           t: {{command: 'echo start >> {tmp_path}/starts; test -f {tmp_path}/second || sleep 300'}}
     """)
     kill_runner_once_started(tmp_path)
-    pid = int(status_file(tmp_path, "t").read_text().split()[1])
+    pid = int(records(tmp_path, "t")[0].split()[1])
     os.killpg(pid, signal.SIGKILL)  # the whole attempt dies with no exit recorded
     wait_for(lambda: not alive(pid), 10)
     (tmp_path / "second").touch()
@@ -198,7 +198,7 @@ def test_fresh_run_is_refused_while_the_previous_attempt_lives(tmp_path: Path) -
         assert r.returncode == 2, r.stdout
         assert "still running" in r.stderr and "--resume" in r.stderr
         assert (tmp_path / "starts").read_text() == "start\n"
-        os.killpg(int(status_file(tmp_path, "t").read_text().split()[1]), signal.SIGKILL)
+        os.killpg(int(records(tmp_path, "t")[0].split()[1]), signal.SIGKILL)
         shutil.rmtree(tmp_path / ".jobflow")
 
 

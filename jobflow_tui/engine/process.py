@@ -13,15 +13,21 @@ import asyncio
 import os
 import re
 import signal
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
-# One small file per attempt, beside its log: `pid N` before the command starts (`$$` is the
-# wrapper, leader of the session and process group), `exit C` appended by the EXIT trap
-# when it ends. A wrapper killed by a signal writes no exit line, which reads as "failed".
-# (One file, not two: creating files is a measurable part of a short task's cost.)
+# Every attempt of a run appends its records to one file in the run's folder, each line
+# `<attempt> pid N`, `<attempt> result {json}` or `<attempt> exit C` in a single write
+# (O_APPEND: lines from concurrent attempts never mix). `pid` is written before the
+# command starts (`$$` is the wrapper, leader of the session and process group), `exit`
+# by the EXIT trap when it ends; a wrapper killed by a signal writes none, which reads as
+# "failed". One shared file, not one per attempt: creating files is a measurable part of
+# a short task's cost.
+JOURNAL = "attempts.status"
 _PRE = (
-    'printf "pid %d\\n" "$$" > "$JOBFLOW_STATUS_FILE"; '
-    "trap 'printf \"exit %d\\n\" \"$?\" >> \"$JOBFLOW_STATUS_FILE\"' EXIT; "
+    'printf "%s pid %d\\n" "$JOBFLOW_ATTEMPT_KEY" "$$" >> "$JOBFLOW_STATUS_FILE"; '
+    "trap 'printf \"%s exit %d\\n\" \"$JOBFLOW_ATTEMPT_KEY\" \"$?\" >> \"$JOBFLOW_STATUS_FILE\"' EXIT; "
 )
 # posix_spawn cannot change folder, so the wrapper does; a missing folder fails the attempt
 # with the shell's message in the log.
@@ -33,11 +39,67 @@ SUBSHELL_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && /bin/sh -c "$JOBFLOW_COMMAND"
 _TAKES_OVER = re.compile(r"\b(exec|trap)\b")
 
 
+class Journal:
+    """A run's attempt records (see JOURNAL), read incrementally as the file grows."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""  # a line being written as we read
+        self._records: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()  # read from the loop and from the spawner threads
+
+    def get(self, key: str) -> dict[str, Any]:
+        """What attempt `key` recorded: "pid" (with "time" for a Python attempt), "result"
+        (raw JSON bytes), "exit"; the first line of each kind counts."""
+        with self._lock:
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(self._offset)
+                    data = f.read()
+            except OSError:
+                data = b""
+            if data:
+                self._offset += len(data)
+                *lines, self._partial = (self._partial + data).split(b"\n")
+                for line in lines:
+                    self._add(line)
+            return dict(self._records.get(key, ()))
+
+    def _add(self, line: bytes) -> None:
+        key, _, rest = line.partition(b" ")
+        kind, _, value = rest.partition(b" ")
+        record = self._records.setdefault(key.decode(errors="replace"), {})
+        if kind == b"result":
+            record.setdefault("result", value)
+        elif kind in (b"pid", b"exit"):
+            number, _, when = value.partition(b" ")
+            if number.lstrip(b"-").isdigit() and kind.decode() not in record:
+                record[kind.decode()] = int(number)
+                if when:
+                    try:
+                        record["time"] = float(when)
+                    except ValueError:
+                        pass
+
+
+_JOURNALS: dict[str, Journal] = {}
+
+
+def journal(run_dir: str) -> Journal:
+    """The one reader of a run folder's journal in this process."""
+    path = os.path.join(run_dir, JOURNAL)
+    j = _JOURNALS.get(path)
+    if j is None:
+        j = _JOURNALS[path] = Journal(path)
+    return j
+
+
 @dataclass
 class AttemptFiles:
-    """Where one attempt keeps its log, pid, exit status and outputs."""
+    """Where one attempt keeps its log and outputs, and its records in the run's journal."""
 
-    base: str  # path without suffix: <run dir>/<task>/<attempt>
+    base: str  # path without suffix: <run dir>/<task>.<attempt>
 
     @property
     def log(self) -> str:
@@ -45,44 +107,54 @@ class AttemptFiles:
 
     @property
     def status(self) -> str:
-        return self.base + ".status"
+        """The run's journal, where this attempt's records go."""
+        return os.path.join(os.path.dirname(self.base), JOURNAL)
+
+    @property
+    def key(self) -> str:
+        """This attempt's name in the journal: <task>.<attempt>."""
+        return os.path.basename(self.base)
 
     @property
     def outputs(self) -> str:
         return self.base + ".out"
 
-    def _read(self, key: bytes) -> int | None:
+    def records(self) -> dict[str, Any]:
+        found = journal(os.path.dirname(self.base)).get(self.key)
+        if not found:
+            found = self._legacy()
+        return found
+
+    def _legacy(self) -> dict[str, Any]:
+        # Run folders written before the journal: a `<task>.<attempt>.status` file each.
         try:
-            with open(self.status, "rb") as f:
-                for line in f.read().splitlines():
-                    k, _, v = line.partition(b" ")
-                    if k == key and v.strip().lstrip(b"-").isdigit():
-                        return int(v)
+            with open(self.base + ".status", "rb") as f:
+                lines = f.read().splitlines()
         except OSError:
-            pass
-        return None
+            return {}
+        j = Journal("")
+        for line in lines:
+            j._add(b"_ " + line)
+        return j._records.get("_", {})
 
     def read_result(self) -> dict | None:
-        """A Python task's result line (outputs and shared_dict), if it wrote one."""
+        """A Python task's result (outputs and shared_dict), if it recorded one."""
         import json
 
+        raw = self.records().get("result")
         try:
-            with open(self.status, "rb") as f:
-                for line in f.read().splitlines():
-                    if line.startswith(b"result "):
-                        value = json.loads(line[7:])
-                        return value if isinstance(value, dict) else None
-        except (OSError, ValueError):
-            pass
-        return None
+            value = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     def read_status(self) -> int | None:
-        """The exit status the wrapper recorded, or None if it recorded none."""
-        return self._read(b"exit")
+        """The exit status the attempt recorded, or None if it recorded none."""
+        return self.records().get("exit")
 
     def read_pid(self) -> int | None:
-        """The wrapper's pid, written before the command started."""
-        return self._read(b"pid")
+        """The attempt's pid, recorded before its command started."""
+        return self.records().get("pid")
 
 
 def spawn(command: str | list[str], files: AttemptFiles, env: dict[str, str], cwd: str) -> int:
@@ -93,6 +165,7 @@ def spawn(command: str | list[str], files: AttemptFiles, env: dict[str, str], cw
     """
     env = dict(env)
     env["JOBFLOW_STATUS_FILE"] = files.status
+    env["JOBFLOW_ATTEMPT_KEY"] = files.key
     env["JOBFLOW_CWD"] = cwd
     if isinstance(command, str):
         env["JOBFLOW_COMMAND"] = command

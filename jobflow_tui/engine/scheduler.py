@@ -574,7 +574,7 @@ class Scheduler:
             else:
                 ended.cancel()
                 if run._worker is not None and run._files is not None:
-                    run._worker.forget(run._files.status)
+                    run._worker.forget(run._files.status, run._files.key)
             self._on_exit(run)
 
         exited.add_done_callback(first)
@@ -740,9 +740,9 @@ class Scheduler:
     def _attempts_on_disk(self) -> dict[str, int]:
         """Safe task name -> the highest attempt number with files in this run's folder.
 
-        The files, not the checkpoint, are the truth about what was started: the wrapper
-        writes its status file before the command runs, and a runner killed a moment after
-        starting an attempt may not have recorded it yet.
+        The files, not the checkpoint, are the truth about what was started: each attempt's
+        log exists before its command runs, and a runner killed a moment after starting an
+        attempt may not have recorded it yet.
         """
         found: dict[str, int] = {}
         try:
@@ -769,12 +769,13 @@ class Scheduler:
                 return None
             if created is not None:
                 return p if abs(p.create_time() - created) < 0.05 else None
-            if p.environ().get("JOBFLOW_STATUS_FILE") == files.status:
+            env = p.environ()
+            if env.get("JOBFLOW_ATTEMPT_KEY") == files.key and env.get("JOBFLOW_STATUS_FILE") == files.status:
                 return p  # a command's wrapper
-            # A forked Python attempt has the worker's start environment. The process that
-            # wrote its pid into the status file was started before it wrote; one that got
-            # the pid later was started after every write.
-            return p if p.create_time() <= os.stat(files.status).st_mtime else None
+            # A forked Python attempt has the worker's start environment, but recorded when
+            # it wrote its pid: it was started before that; one that got the pid later, after.
+            written = files.records().get("time")
+            return p if written is not None and p.create_time() <= written else None
         except (psutil.Error, OSError):
             return None
 

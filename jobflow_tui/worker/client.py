@@ -39,7 +39,7 @@ class Worker:
             os.close(done_w)
         self.lock = threading.Lock()  # one request at a time
         self._ends_lock = threading.Lock()
-        self._ended: dict[str, Future[None]] = {}  # status file -> set when its slot reports
+        self._ended: dict[str, Future[None]] = {}  # "journal key" -> set when its slot reports
         self._released: list[int] = []
         threading.Thread(target=self._read_done, args=(done_r,), daemon=True, name="jobflow-worker-done").start()
         self.loaded = self.request({"op": "load", "dirs": dirs, "packages": packages, "files": files})
@@ -58,18 +58,18 @@ class Worker:
         stays alive for another (otherwise the process exits, as for any attempt)."""
         ended: Future[None] = Future()
         with self._ends_lock:
-            self._ended[req["status"]] = ended
+            self._ended[f"{req['status']} {req['key']}"] = ended
             req["release"], self._released = self._released, []
         try:
             return int(self.request(req)["pid"]), ended
         except BaseException:
-            self.forget(req["status"])
+            self.forget(req["status"], req["key"])
             raise
 
-    def forget(self, status: str) -> None:
-        """The attempt with this status file ended by its process exiting."""
+    def forget(self, journal: str, key: str) -> None:
+        """Attempt `key` of that journal ended by its process exiting."""
         with self._ends_lock:
-            self._ended.pop(status, None)
+            self._ended.pop(f"{journal} {key}", None)
 
     def release(self, pid: int) -> None:
         """The runner is done with the attempt slot `pid` reported: it may take another."""
@@ -179,9 +179,10 @@ def spawn_task(s: Scheduler, run: TaskRun, files: AttemptFiles, env: dict[str, s
         "restart": run.attempts > 1,
         "upstream": upstream,
         "shared_dict": snapshot,
-        "env": {**env, "JOBFLOW_STATUS_FILE": files.status},
+        "env": {**env, "JOBFLOW_STATUS_FILE": files.status, "JOBFLOW_ATTEMPT_KEY": files.key},
         "cwd": spec.cwd,
         "log": files.log,
         "status": files.status,
+        "key": files.key,
     })
     return pid, w, ended

@@ -10,9 +10,9 @@ of its own. Forking a process that holds pydantic costs milliseconds of page cop
 a slot whose attempt succeeded and left nothing behind (no thread, no child process, no
 changed signal or logging handler, the same sys.path) tells the runner so on the done fd,
 and once the runner has released it, runs a later attempt instead of a new fork. Any other
-end of an attempt ends its slot. Each attempt writes its pid and exit status to its
-status file, as the command wrapper does; a reaper thread fills in the status when a slot
-could not (os._exit, a signal).
+end of an attempt ends its slot. Each attempt records its pid, result and exit status in
+the run's journal, as the command wrapper does; a reaper thread records the exit status
+when a slot could not (os._exit, a signal).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -35,13 +36,13 @@ from .. import pytask
 
 MAX_ATTEMPTS_PER_SLOT = 100  # then a fresh fork: bounds what slow leaks can pile up
 
-_CHILDREN: dict[int, str | None] = {}  # slot pid -> status file of the attempt it runs
+_CHILDREN: dict[int, tuple[str, str]] = {}  # slot pid -> (journal, key) of the attempt it runs
 _CHILDREN_LOCK = threading.Lock()
 _CHANGED = threading.Condition(_CHILDREN_LOCK)
 _GONE: list[int] = []  # slots the reaper collected; the main thread closes their pipes
 _SLOTS: dict[int, int] = {}  # slot pid -> our end of its request pipe (main thread only)
 _IDLE: list[int] = []  # released slots waiting for an attempt
-_DONE_FD = -1  # the runner's pipe: a slot writes its attempt's status file there when kept
+_DONE_FD = -1  # the runner's pipe: a slot writes its attempt's "journal key" there when kept
 _SLOT_PID = 0  # in a slot: its pid. A process user code forks from it is not the slot.
 
 
@@ -59,23 +60,30 @@ def _reaper() -> None:
         with _CHANGED:
             if pid not in _CHILDREN:
                 continue
-            path = _CHILDREN.pop(pid)
+            journal, key = _CHILDREN.pop(pid)
             _GONE.append(pid)
             _CHANGED.notify_all()
-        if path is not None:
-            _record_exit(path, pid, os.waitstatus_to_exitcode(status))
+        _record_exit(journal, key, pid, os.waitstatus_to_exitcode(status))
 
 
-def _record_exit(path: str, pid: int, code: int) -> None:
+def _record_exit(journal: str, key: str, pid: int, code: int) -> None:
+    # Only for an attempt this very process started (its pid line) and did not finish.
     try:
-        with open(path, "rb") as f:
-            lines = f.read().splitlines()
-        # Only into the file of an attempt this very process started and did not finish.
-        if f"pid {pid}".encode() in lines and not any(line.startswith(b"exit ") for line in lines):
-            with open(path, "a") as f:
-                f.write(f"exit {code}\n")
+        with open(journal, "rb") as f:
+            mine = [line.split(b" ")[1:3] for line in f.read().splitlines() if line.startswith(key.encode() + b" ")]
     except OSError:
-        pass
+        return
+    if [b"pid", str(pid).encode()] in mine and not any(m[:1] == [b"exit"] for m in mine):
+        _record(journal, key, f"exit {code}")
+
+
+def _record(journal: str, key: str, text: str) -> None:
+    """Append one line to the run's journal, in one write (lines of others never mix in)."""
+    fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{key} {text}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def main() -> None:
@@ -165,7 +173,7 @@ def run(req: dict) -> dict:
         with _CHANGED:
             if pid not in _CHILDREN:
                 continue
-            _CHILDREN[pid] = req["status"]  # before the slot can start (and crash in) it
+            _CHILDREN[pid] = (req["status"], req["key"])  # before the slot can start (and crash in) it
         try:
             _write_all(_SLOTS[pid], line)
             return {"pid": pid}
@@ -188,7 +196,7 @@ def _fork_slot(req: dict) -> int:
     with _CHANGED:  # held across fork: the reaper must know the pid before it can exit
         pid = os.fork()
         if pid != 0:
-            _CHILDREN[pid] = req["status"]
+            _CHILDREN[pid] = (req["status"], req["key"])
             _CHANGED.notify_all()
     if pid == 0:
         os.close(w)
@@ -232,10 +240,9 @@ def _slot(requests_fd: int, req: dict) -> None:
             if not keep:
                 _finish(req, code)
             _flush()
-            with open(req["status"], "a") as f:
-                f.write("exit 0\n")
+            _record(req["status"], req["key"], "exit 0")
             try:
-                os.write(_DONE_FD, req["status"].encode() + b"\n")
+                os.write(_DONE_FD, f"{req['status']} {req['key']}\n".encode())
             except OSError:
                 os._exit(0)  # the runner is gone: nobody will hand us another attempt
             line = requests.readline()
@@ -284,8 +291,7 @@ def _finish(req: dict, code: int) -> None:
         os._exit(code)  # a fork of user code ending: the attempt's status is not its to write
     _flush()
     try:
-        with open(req["status"], "a") as f:
-            f.write(f"exit {code}\n")
+        _record(req["status"], req["key"], f"exit {code}")
     finally:
         os._exit(code)
 
@@ -295,8 +301,8 @@ def _attempt(req: dict) -> int:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    with open(req["status"], "w") as f:
-        f.write(f"pid {os.getpid()}\n")
+    # With the time: the pid of a process forked from the worker proves little on its own.
+    _record(req["status"], req["key"], f"pid {os.getpid()} {time.time():.3f}")
     # Fresh objects on fds 1 and 2 (now the log), whatever an earlier attempt did to them.
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
@@ -381,11 +387,8 @@ def _write_result(req: dict, task: pytask.Task, outputs: dict) -> None:
     except (TypeError, ValueError) as e:
         print(f"jobflow-tui: shared_dict is not JSON-serialisable ({e}); its changes are dropped", file=sys.stderr)
         shared = None
-    # One line in the status file (no file of its own: creating files is a real share of a
-    # short task's cost), written before the exit line, so the runner always finds both.
     line = json.dumps({"outputs": outputs, "shared_dict": shared}, separators=(",", ":"))
-    with open(req["status"], "a") as f:
-        f.write(f"result {line}\n")
+    _record(req["status"], req["key"], f"result {line}")  # before the exit line: found with it
 
 
 if __name__ == "__main__":
