@@ -65,8 +65,11 @@ def digest_of(value: Any) -> str:
             return [text_keys(x) for x in v]
         return v
 
-    raw = json.dumps(text_keys(value), sort_keys=True, default=str).encode()
-    return hashlib.sha256(raw).hexdigest()[:16]
+    try:
+        raw = json.dumps(value, sort_keys=True, default=str)
+    except TypeError:  # keys of several kinds in one mapping (rare): only then rewrite them
+        raw = json.dumps(text_keys(value), sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 @dataclass
