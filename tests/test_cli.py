@@ -119,10 +119,15 @@ def test_logs_follow_prints_until_the_attempt_ends(tmp_path: Path) -> None:
                  and '"running"' in (tmp_path / ".jobflow" / "job" / "checkpoint.json").read_text(), 20)
         follow = subprocess.Popen([sys.executable, "-m", "jobflow_tui", "logs", "job.yaml", "t", "--follow"],
                                   cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-        wait_for(lambda: follow.poll() is None, 5)
+        assert follow.stdout is not None
+        import select
+
+        assert select.select([follow.stdout], [], [], 20)[0], "nothing printed"
+        assert follow.stdout.readline() == "one\n"  # printed while the task still runs
+        assert follow.poll() is None  # ... and still following
         (tmp_path / "stop").touch()
         out, _ = follow.communicate(timeout=20)
-        assert out == "one\ntwo\n"
+        assert out == "two\n"
     finally:
         runner.wait(timeout=20)
 
