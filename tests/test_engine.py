@@ -376,3 +376,21 @@ async def test_second_runner_on_the_same_job_is_refused(tmp_path: Path) -> None:
         await s2.start()
     await s1.shutdown()
     assert s1.tasks["t"].state == "aborted"
+
+
+def test_concurrent_attempts_each_record_one_pid_and_one_exit(tmp_path: Path) -> None:
+    # All attempts of a run append to one journal at once: no line may be lost or mixed.
+    n = 300
+    write(tmp_path / "job.yaml", "config: {max_concurrency: 32}\ntasks:\n"
+          + "".join(f"  t{i}: {{command: 'exit {i % 3}'}}\n" for i in range(n)))
+    from .conftest import cli
+
+    assert cli("job.yaml", cwd=tmp_path).returncode == 1
+    journal = next((tmp_path / ".jobflow").glob("*/runs/*/attempts.status")).read_text()
+    assert journal.endswith("\n")
+    records = [line.split(" ") for line in journal.splitlines()]
+    assert all(len(r) == 3 and r[1] in ("pid", "exit") and r[2].isdigit() for r in records)
+    pids = {r[0]: int(r[2]) for r in records if r[1] == "pid"}
+    exits = {r[0]: int(r[2]) for r in records if r[1] == "exit"}
+    assert len(records) == 2 * n and len(pids) == len(exits) == n
+    assert all(exits[f"t{i}.1"] == i % 3 for i in range(n))
