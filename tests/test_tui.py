@@ -365,3 +365,52 @@ async def test_dialogs_over_a_running_job_do_not_disturb_it(tmp_path: Path) -> N
         await pilot.press("escape")
         assert row(app, "later").startswith("✓ later succeeded")
         await quit_now(pilot, app)
+
+
+PYTASKS = '''
+import os, sys, time
+from jobflow_tui import Task, task
+
+@task
+class Gate(Task):
+    path: str
+    def run(self):
+        print("checking", self.path)
+        if not os.path.exists(self.path):
+            raise RuntimeError("the gate is closed")
+        return {"opened": True}
+
+@task
+class Waits(Task):
+    def on_abort(self):
+        print("told to stop", flush=True)
+    def run(self):
+        print("waiting", flush=True)
+        time.sleep(300)
+'''
+
+
+async def test_python_tasks_stream_abort_and_retry_from_the_keys(tmp_path: Path) -> None:
+    write(tmp_path / "tasks" / "gates.py", PYTASKS)
+    app = dashboard(tmp_path, f"""
+        tasks:
+          waits: {{task: Waits}}
+          gate: {{task: Gate, parameters: {{path: {tmp_path}/ok}}}}
+          after: {{command: 'echo after', dependencies: [gate]}}
+    """)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: log_lines(app) == ["waiting"], what="the Python task's line in the log pane")
+        pid = app.scheduler.tasks["waits"].pid
+        await pilot.press("a")  # the cursor starts on the first task
+        await until(pilot, lambda: row(app, "waits").startswith("■ waits aborted"))
+        await until(pilot, lambda: "told to stop" in log_lines(app), what="on_abort's line")
+        assert pid is not None and not alive(pid)
+        await until(pilot, lambda: row(app, "after").startswith("⊘"), what="the gate to fail")
+        await pilot.press("j")
+        await until(pilot, lambda: any("RuntimeError: the gate is closed" in line for line in log_lines(app)),
+                    what="the traceback in the log pane")
+        (tmp_path / "ok").touch()
+        await pilot.press("r")
+        await until(pilot, lambda: row(app, "after").startswith("✓ after succeeded"))
+        assert app.scheduler.tasks["gate"].outputs == {"opened": True}
+        await quit_now(pilot, app)
