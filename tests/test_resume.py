@@ -254,3 +254,15 @@ def test_runner_killed_at_once_still_leaves_a_checkpoint_to_resume(tmp_path: Pat
         assert r.returncode == 0, r.stdout + r.stderr
         assert (tmp_path / "starts").read_text() == "start\n"
         (tmp_path / ".jobflow").rename(tmp_path / f"old-{os.urandom(3).hex()}")
+
+
+def test_attempt_records_in_the_older_per_attempt_files_are_still_read(tmp_path: Path) -> None:
+    # Run folders from before the journal: `<task>.<n>.status` beside each log.
+    from jobflow_tui.engine.process import AttemptFiles
+
+    run_dir = tmp_path / "runs" / "old"
+    write(run_dir / "t.1.status", 'pid 4242\nresult {"outputs": {"n": 1}, "shared_dict": {}}\nexit 3\n')
+    files = AttemptFiles(str(run_dir / "t.1"))
+    assert (files.read_pid(), files.read_status()) == (4242, 3)
+    assert files.read_result() == {"outputs": {"n": 1}, "shared_dict": {}}
+    assert AttemptFiles(str(run_dir / "t.2")).read_status() is None
