@@ -26,14 +26,16 @@ class Task(BaseModel):
     Hooks run in this order: on_create, on_restart (only when running again after a
     failure or on resume), run, then on_success or on_failure, then on_destroy (always).
     on_abort runs when the task is aborted or times out, before its process is killed.
+
+    Set `fresh_process = True` on a class whose attempts must each start in a process no
+    other task has run in; otherwise a process whose attempt succeeded and left nothing
+    behind may run a later attempt, keeping module-level state.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     _ctx: dict[str, Any] = PrivateAttr(default_factory=dict)
     task_class_name: ClassVar[str] = ""
-    # A process whose attempt succeeded and left nothing behind may run a later attempt
-    # (see the worker); True gives every attempt of this class a process no task used before.
-    fresh_process: ClassVar[bool] = False
+    fresh_process: ClassVar[bool] = False  # see the class docstring; the worker decides reuse
 
     # ---- what a task can use ----------------------------------------------------
 
