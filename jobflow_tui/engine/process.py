@@ -47,7 +47,7 @@ class Journal:
         self._offset = 0
         self._partial = b""  # a line being written as we read
         self._records: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()  # read from the loop and from the spawner threads
+        self._lock = threading.Lock()  # callers may be on more than one thread
 
     def get(self, key: str) -> dict[str, Any]:
         """What attempt `key` recorded: "pid" (with "time" for a Python attempt), "result"
