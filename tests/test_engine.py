@@ -387,10 +387,35 @@ def test_concurrent_attempts_each_record_one_pid_and_one_exit(tmp_path: Path) ->
 
     assert cli("job.yaml", cwd=tmp_path).returncode == 1
     journal = next((tmp_path / ".jobflow").glob("*/runs/*/attempts.status")).read_text()
-    assert journal.endswith("\n")
-    records = [line.split(" ") for line in journal.splitlines()]
+    assert journal.startswith("\x1e") and journal.endswith("\n")
+    whole = journal[1:].split("\x1e")  # RS starts each record; each is one line
+    assert all(r.endswith("\n") and r.count("\n") == 1 for r in whole)
+    records = [r[:-1].split(" ") for r in whole]
     assert all(len(r) == 3 and r[1] in ("pid", "exit") and r[2].isdigit() for r in records)
     pids = {r[0]: int(r[2]) for r in records if r[1] == "pid"}
     exits = {r[0]: int(r[2]) for r in records if r[1] == "exit"}
     assert len(records) == 2 * n and len(pids) == len(exits) == n
     assert all(exits[f"t{i}.1"] == i % 3 for i in range(n))
+
+
+def test_a_torn_record_in_the_journal_spoils_only_itself(tmp_path: Path) -> None:
+    # A writer killed mid-write (or a full disk) leaves a record without its end; the next
+    # attempt's record, appended right after it, must still be read.
+    from jobflow_tui.engine.process import AttemptFiles
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "attempts.status").write_bytes(
+        b'\x1ea.1 pid 10\n\x1ea.1 result {"outputs": {"big": "cut sho'
+        b"\x1eb.1 pid 11\n\x1eb.1 exit 0\n\x1ea.1 exit 1\n"
+    )
+    a, b = AttemptFiles(str(run_dir / "a.1")), AttemptFiles(str(run_dir / "b.1"))
+    assert (b.read_pid(), b.read_status()) == (11, 0)
+    assert (a.read_pid(), a.read_status(), a.read_result()) == (10, 1, None)
+    with open(run_dir / "attempts.status", "ab") as f:  # read as it grows, a record at a time
+        f.write(b"\x1ec.1 pid 12\n\x1ec.1 ex")
+    c = AttemptFiles(str(run_dir / "c.1"))
+    assert (c.read_pid(), c.read_status()) == (12, None)
+    with open(run_dir / "attempts.status", "ab") as f:
+        f.write(b"it 4\n")
+    assert c.read_status() == 4

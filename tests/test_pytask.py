@@ -75,7 +75,8 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def journal(tmp_path: Path) -> list[str]:
     """The lines of the run's attempt journal: `<task>.<attempt> pid|result|exit ...`."""
-    return next((tmp_path / ".jobflow").glob("*/runs/*/attempts.status")).read_text().splitlines()
+    text = next((tmp_path / ".jobflow").glob("*/runs/*/attempts.status")).read_text()
+    return [record.rstrip("\n") for record in text.split("\x1e") if record]  # RS starts each record
 
 
 def checkpoint(tmp_path: Path) -> dict:

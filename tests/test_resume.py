@@ -37,8 +37,8 @@ def kill_runner_once_started(tmp_path: Path) -> None:
 
 def records(tmp_path: Path, task: str) -> list[str]:
     """What the first attempt of `task` recorded in its run's journal, e.g. ["pid 12", "exit 0"]."""
-    journal = next((tmp_path / ".jobflow" / "job" / "runs").glob("*/attempts.status"))
-    return [line.split(" ", 1)[1] for line in journal.read_text().splitlines() if line.startswith(f"{task}.1 ")]
+    journal = next((tmp_path / ".jobflow" / "job" / "runs").glob("*/attempts.status")).read_text()
+    return [r.rstrip("\n").split(" ", 1)[1] for r in journal.split("\x1e") if r.startswith(f"{task}.1 ")]
 
 
 def test_resume_after_failure_keeps_what_succeeded(tmp_path: Path) -> None:

@@ -17,17 +17,20 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-# Every attempt of a run appends its records to one file in the run's folder, each line
-# `<attempt> pid N`, `<attempt> result {json}` or `<attempt> exit C` in a single write
-# (O_APPEND: lines from concurrent attempts never mix). `pid` is written before the
+# Every attempt of a run appends its records to one file in the run's folder, each
+# `RS<attempt> pid N`, `RS<attempt> result {json}` or `RS<attempt> exit C` plus a newline,
+# in a single write (O_APPEND: records of concurrent attempts never mix). RS (0x1e, which
+# neither task names nor JSON text contain) starts each record, so one torn by a writer
+# killed mid-write, or by a full disk, spoils only itself. `pid` is written before the
 # command starts (`$$` is the wrapper, leader of the session and process group), `exit`
 # by the EXIT trap when it ends; a wrapper killed by a signal writes none, which reads as
 # "failed". One shared file, not one per attempt: creating files is a measurable part of
 # a short task's cost.
 JOURNAL = "attempts.status"
+RS = b"\x1e"
 _PRE = (
-    'printf "%s pid %d\\n" "$JOBFLOW_ATTEMPT_KEY" "$$" >> "$JOBFLOW_STATUS_FILE"; '
-    "trap 'printf \"%s exit %d\\n\" \"$JOBFLOW_ATTEMPT_KEY\" \"$?\" >> \"$JOBFLOW_STATUS_FILE\"' EXIT; "
+    'printf "\\036%s pid %d\\n" "$JOBFLOW_ATTEMPT_KEY" "$$" >> "$JOBFLOW_STATUS_FILE"; '
+    "trap 'printf \"\\036%s exit %d\\n\" \"$JOBFLOW_ATTEMPT_KEY\" \"$?\" >> \"$JOBFLOW_STATUS_FILE\"' EXIT; "
 )
 # posix_spawn cannot change folder, so the wrapper does; a missing folder fails the attempt
 # with the shell's message in the log.
@@ -61,10 +64,17 @@ class Journal:
                 data = b""
             if data:
                 self._offset += len(data)
-                *lines, self._partial = (self._partial + data).split(b"\n")
-                for line in lines:
-                    self._add(line)
+                *records, self._partial = (self._partial + data).split(RS)
+                for record in records:
+                    self._add_record(record)
+                if self._partial.endswith(b"\n"):  # the last record is whole
+                    self._add_record(self._partial)
+                    self._partial = b""
             return dict(self._records.get(key, ()))
+
+    def _add_record(self, record: bytes) -> None:
+        if record.endswith(b"\n") and b"\n" not in record[:-1]:  # whole, not torn
+            self._add(record[:-1])
 
     def _add(self, line: bytes) -> None:
         key, _, rest = line.partition(b" ")

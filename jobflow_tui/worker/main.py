@@ -70,9 +70,10 @@ def _record_exit(journal: str, key: str, pid: int, code: int) -> None:
     # Only for an attempt this very process started (its pid line) and did not finish.
     try:
         with open(journal, "rb") as f:
-            mine = [line.split(b" ")[1:3] for line in f.read().splitlines() if line.startswith(key.encode() + b" ")]
+            records = f.read().split(b"\x1e")  # see engine.process.JOURNAL
     except OSError:
         return
+    mine = [r.split(b" ")[1:3] for r in records if r.startswith(key.encode() + b" ")]
     if [b"pid", str(pid).encode()] in mine and not any(m[:1] == [b"exit"] for m in mine):
         _record(journal, key, f"exit {code}")
 
@@ -81,7 +82,7 @@ def _record(journal: str, key: str, text: str) -> None:
     """Append one line to the run's journal, in one write (lines of others never mix in)."""
     fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{key} {text}\n".encode())
+        os.write(fd, f"\x1e{key} {text}\n".encode())
     finally:
         os.close(fd)
 
