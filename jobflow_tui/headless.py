@@ -77,9 +77,12 @@ class Reporter:
         try:
             self._print(event)
         except OSError:
-            # The terminal or pipe went away (SIGHUP, a closed reader): the run goes on and
-            # every byte is still in the log files.
-            self.out = open(os.devnull, "w")  # noqa: SIM115
+            self._out_gone()
+
+    def _out_gone(self) -> None:
+        # The terminal or pipe went away (SIGHUP, a closed reader): the run goes on and
+        # every byte is still in the log files.
+        self.out = open(os.devnull, "w")  # noqa: SIM115
 
     def _print(self, event: Event) -> None:
         if isinstance(event, Output):
@@ -110,7 +113,7 @@ class Reporter:
         try:
             self.out.flush()
         except OSError:
-            self.out = open(os.devnull, "w")  # noqa: SIM115
+            self._out_gone()
 
     def describe(self, e: StateChanged) -> str:
         name = clean_line(e.task, False)

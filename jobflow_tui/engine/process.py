@@ -74,23 +74,26 @@ class Journal:
 
     def _add_record(self, record: bytes) -> None:
         if record.endswith(b"\n") and b"\n" not in record[:-1]:  # whole, not torn
-            self._add(record[:-1])
+            _parse(self._records, record[:-1])
 
-    def _add(self, line: bytes) -> None:
-        key, _, rest = line.partition(b" ")
-        kind, _, value = rest.partition(b" ")
-        record = self._records.setdefault(key.decode(errors="replace"), {})
-        if kind == b"result":
-            record.setdefault("result", value)
-        elif kind in (b"pid", b"exit"):
-            number, _, when = value.partition(b" ")
-            if number.lstrip(b"-").isdigit() and kind.decode() not in record:
-                record[kind.decode()] = int(number)
-                if when:
-                    try:
-                        record["time"] = float(when)
-                    except ValueError:
-                        pass
+
+def _parse(records: dict[str, dict[str, Any]], line: bytes) -> None:
+    """Add one `<attempt> <kind> <value>` line to `records`; the first of each kind counts."""
+    key, _, rest = line.partition(b" ")
+    kind, _, value = rest.partition(b" ")
+    record = records.setdefault(key.decode(errors="replace"), {})
+    if kind == b"result":
+        record.setdefault("result", value)
+        return
+    number, _, when = value.partition(b" ")
+    if kind not in (b"pid", b"exit") or not number.lstrip(b"-").isdigit() or kind.decode() in record:
+        return
+    record[kind.decode()] = int(number)
+    if when:
+        try:
+            record["time"] = float(when)
+        except ValueError:
+            pass
 
 
 _JOURNALS: dict[str, Journal] = {}
@@ -142,10 +145,10 @@ class AttemptFiles:
                 lines = f.read().splitlines()
         except OSError:
             return {}
-        j = Journal("")
+        records: dict[str, dict[str, Any]] = {}
         for line in lines:
-            j._add(b"_ " + line)
-        return j._records.get("_", {})
+            _parse(records, b"_ " + line)
+        return records.get("_", {})
 
     def read_result(self) -> dict | None:
         """A Python task's result (outputs and shared_dict), if it recorded one."""

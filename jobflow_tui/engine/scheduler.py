@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..jobdef.model import JobDef, TaskDef
 from . import process
@@ -40,6 +40,9 @@ from .events import (
     StateChanged,
 )
 from .tail import LogTail
+
+if TYPE_CHECKING:
+    from ..worker.client import Worker
 
 _SPAWNER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jobflow-spawn")
 TAIL_INTERVAL = 0.05  # seconds between reads of running tasks' logs
@@ -140,7 +143,7 @@ class TaskRun:
     _shared_snapshot: dict | None = None  # shared_dict as a Python task's attempt received it
     # A Python attempt's worker, and a future set if its process ends the attempt but lives
     # on to run another (then it is kept: no leftovers to end, and released afterwards).
-    _worker: Any = None
+    _worker: Worker | None = None
     _ended: Future | None = None
     _kept: bool = False
     _again: bool = False  # adopted, but changed since: runs again when the adopted attempt ends
@@ -425,12 +428,12 @@ class Scheduler:
 
     # ---- scheduling --------------------------------------------------------------
 
-    def _reset(self, run: TaskRun) -> None:
+    def _reset(self, run: TaskRun, reason: str = "") -> None:
         run.budget_start = run.attempts
         run.exit_code = None
         run.finished_at = None
-        if run.state != PENDING:
-            self._set(run, PENDING)
+        if run.state != PENDING or reason:
+            self._set(run, PENDING, reason)
 
     def _deps_succeeded(self, run: TaskRun) -> bool:
         return all(self.tasks[d].state == SUCCEEDED for d in run.spec.dependencies)
@@ -671,8 +674,7 @@ class Scheduler:
             # The adopted attempt ran the old definition: whatever it did, the new one runs.
             run._again = False
             run.outputs = {}
-            run.budget_start = run.attempts
-            self._set(run, PENDING, f"changed since the last run; the adopted attempt ended ({what})")
+            self._reset(run, f"changed since the last run; the adopted attempt ended ({what})")
             self._enqueue_if_ready(run.name)
         elif code == 0 and not reason:
             self._set(run, SUCCEEDED)

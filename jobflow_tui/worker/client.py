@@ -22,6 +22,11 @@ class WorkerError(Exception):
     """The worker could not be started or stopped answering."""
 
 
+def _token(journal: str, key: str) -> str:
+    """An attempt's name on the done pipe: unique across the runs one worker serves."""
+    return f"{journal} {key}"
+
+
 class Worker:
     """One worker process with the job's task modules imported."""
 
@@ -39,7 +44,7 @@ class Worker:
             os.close(done_w)
         self.lock = threading.Lock()  # one request at a time
         self._ends_lock = threading.Lock()
-        self._ended: dict[str, Future[None]] = {}  # "journal key" -> set when its slot reports
+        self._ended: dict[str, Future[None]] = {}  # _token -> set when its slot reports
         self._released: list[int] = []
         threading.Thread(target=self._read_done, args=(done_r,), daemon=True, name="jobflow-worker-done").start()
         self.loaded = self.request({"op": "load", "dirs": dirs, "packages": packages, "files": files})
@@ -57,8 +62,9 @@ class Worker:
         """Start an attempt; its pid, and a future set if its process ends the attempt but
         stays alive for another (otherwise the process exits, as for any attempt)."""
         ended: Future[None] = Future()
+        req["done"] = _token(req["status"], req["key"])  # what the slot writes on the done pipe
         with self._ends_lock:
-            self._ended[f"{req['status']} {req['key']}"] = ended
+            self._ended[req["done"]] = ended
             req["release"], self._released = self._released, []
         try:
             return int(self.request(req)["pid"]), ended
@@ -69,7 +75,7 @@ class Worker:
     def forget(self, journal: str, key: str) -> None:
         """Attempt `key` of that journal ended by its process exiting."""
         with self._ends_lock:
-            self._ended.pop(f"{journal} {key}", None)
+            self._ended.pop(_token(journal, key), None)
 
     def release(self, pid: int) -> None:
         """The runner is done with the attempt slot `pid` reported: it may take another."""

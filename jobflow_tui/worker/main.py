@@ -42,7 +42,7 @@ _CHANGED = threading.Condition(_CHILDREN_LOCK)
 _GONE: list[int] = []  # slots the reaper collected; the main thread closes their pipes
 _SLOTS: dict[int, int] = {}  # slot pid -> our end of its request pipe (main thread only)
 _IDLE: list[int] = []  # released slots waiting for an attempt
-_DONE_FD = -1  # the runner's pipe: a slot writes its attempt's "journal key" there when kept
+_DONE_FD = -1  # the runner's pipe: a kept slot writes its attempt's req["done"] there
 _SLOT_PID = 0  # in a slot: its pid. A process user code forks from it is not the slot.
 
 
@@ -166,7 +166,7 @@ def run(req: dict) -> dict:
     for pid in gone:
         if pid in _SLOTS:
             os.close(_SLOTS.pop(pid))
-    _IDLE[:] = [p for p in (*_IDLE, *req.pop("release", [])) if p in _SLOTS and p not in gone]
+    _IDLE[:] = [p for p in (*_IDLE, *req.pop("release", [])) if p in _SLOTS]
     cls = pytask.registry()[req["class"]]
     line = json.dumps(req, separators=(",", ":")).encode() + b"\n"
     while _IDLE and not cls.fresh_process:
@@ -243,7 +243,7 @@ def _slot(requests_fd: int, req: dict) -> None:
             _flush()
             _record(req["status"], req["key"], "exit 0")
             try:
-                os.write(_DONE_FD, f"{req['status']} {req['key']}\n".encode())
+                os.write(_DONE_FD, req["done"].encode() + b"\n")
             except OSError:
                 os._exit(0)  # the runner is gone: nobody will hand us another attempt
             line = requests.readline()
