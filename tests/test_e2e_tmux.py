@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write
+from .conftest import wait_for, write
 
 EXE = shutil.which("jobflow-tui", path=os.path.dirname(sys.executable)) or shutil.which("jobflow-tui")
 pytestmark = pytest.mark.skipif(not (shutil.which("tmux") and EXE), reason="needs tmux and the installed jobflow-tui")
@@ -157,7 +157,9 @@ def test_terminal_hangup_or_sigterm_ends_the_run_cleanly(tmp_path: Path, tmux_fa
     write(tmp_path / "job.yaml", f"tasks:\n  long: {{command: 'echo $$ > {tmp_path}/pid; sleep 300'}}\n")
     t = tmux_factory(tmp_path, f"{EXE} job.yaml")
     t.wait("▶ long running")
-    task_pid = int((tmp_path / "pid").read_text())
+    pid_file = tmp_path / "pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().endswith("\n"), 20, "the task's pid")
+    task_pid = int(pid_file.read_text())
     shell = int(t.run("display-message", "-p", "-t", "main", "#{pane_pid}").strip())
     app = next(p for p in psutil.Process(shell).children() if "jobflow" in " ".join(p.cmdline()))
     if how == "hangup":
@@ -191,11 +193,12 @@ def test_a_terminal_that_vanishes_without_sighup_ends_the_run_cleanly(tmp_path: 
     os.close(slave)
     try:
         seen, deadline = b"", time.monotonic() + 30
-        while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
+        pid_file = tmp_path / "pid"
+        while not (pid_file.exists() and pid_file.read_text().endswith("\n")) and time.monotonic() < deadline:
             if select.select([master], [], [], 0.1)[0]:
                 seen += os.read(master, 65536)  # keep the terminal drained, as a real one is
-        assert (tmp_path / "pid").exists(), seen[-2000:]
-        task_pid = int((tmp_path / "pid").read_text())
+        assert pid_file.exists(), seen[-2000:]
+        task_pid = int(pid_file.read_text())  # written whole: the shell creates, then writes
     finally:
         os.close(master)  # the terminal goes away
         try:
