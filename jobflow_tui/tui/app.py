@@ -250,7 +250,7 @@ class Dashboard(App[int]):
             elif isinstance(e, RunIdle):
                 self.idle_code = e.exit_code
         # Running rows show a growing duration: draw them again too (only visible ones cost).
-        self.tasklist.relabel(changed | {n for n in self.running_names()})
+        self.tasklist.relabel(changed.union(self.running_names()))
         if self.shown is not None and self.attempt_shown is None:
             self.logview.update()
         if changed:
@@ -262,10 +262,10 @@ class Dashboard(App[int]):
         return [n for n, r in self.scheduler.tasks.items() if r.state == RUNNING]
 
     def tick(self) -> None:
-        running = sum(1 for r in self.scheduler.tasks.values() if r.state == RUNNING)
-        self.history.append(float(running))
+        running = self.running_names()
+        self.history.append(float(len(running)))
         self.spark.data = list(self.history)
-        self.usage.pids = [r.pid for r in self.scheduler.tasks.values() if r.state == RUNNING and r.pid]
+        self.usage.pids = [pid for n in running if (pid := self.scheduler.tasks[n].pid)]
         self.refresh_header()
         self.refresh_gauge()
 
