@@ -39,7 +39,17 @@ ARGV_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && "$@"'
 # A command that could replace the wrapper (`exec`) or its EXIT trap (`trap`) runs in a
 # shell of its own under the wrapper instead: one process more, and the status is recorded.
 SUBSHELL_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && /bin/sh -c "$JOBFLOW_COMMAND"'
+# One environment variable (or argument) holds at most 128 KiB on Linux: a longer command
+# goes through a file beside the log, read by the same shell (or a shell of its own).
+MAX_INLINE_COMMAND = 64 * 1024
+FILE_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && . "$JOBFLOW_COMMAND_FILE"'
+FILE_SUBSHELL_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && /bin/sh "$JOBFLOW_COMMAND_FILE"'
 _TAKES_OVER = re.compile(r"\b(exec|trap)\b")
+# A task starts as from a shell: every signal at its default, none blocked. Python ignores
+# SIGPIPE (and whoever started us may have ignored or blocked others); exec keeps ignored
+# dispositions and the mask, so both are reset explicitly. (glibc's posix_spawn sets its
+# own two internal signals, 32 and 33, to ignored in the child; nothing outside glibc uses them.)
+_DEFAULT_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
 
 
 class Journal:
@@ -180,7 +190,13 @@ def spawn(command: str | list[str], files: AttemptFiles, env: dict[str, str], cw
     env["JOBFLOW_STATUS_FILE"] = files.status
     env["JOBFLOW_ATTEMPT_KEY"] = files.key
     env["JOBFLOW_CWD"] = cwd
-    if isinstance(command, str):
+    if isinstance(command, str) and len(command) > MAX_INLINE_COMMAND:
+        path = files.base + ".command"
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(command + "\n")
+        env["JOBFLOW_COMMAND_FILE"] = path
+        argv = ["/bin/sh", "-c", FILE_SUBSHELL_WRAPPER if _TAKES_OVER.search(command) else FILE_WRAPPER]
+    elif isinstance(command, str):
         env["JOBFLOW_COMMAND"] = command
         argv = ["/bin/sh", "-c", SUBSHELL_WRAPPER if _TAKES_OVER.search(command) else SHELL_WRAPPER]
     else:
@@ -197,9 +213,35 @@ def spawn(command: str | list[str], files: AttemptFiles, env: dict[str, str], cw
                 (os.POSIX_SPAWN_DUP2, fd, 2),
             ],
             setsid=True,
+            setsigdef=_DEFAULT_SIGNALS,
+            setsigmask=(),
         )
     finally:
         os.close(fd)
+
+
+def attempts_alive(attempts: list[AttemptFiles]) -> set[str]:
+    """Keys of those command attempts that have a process (found by its environment).
+
+    For a runner that died: an attempt it was starting either exists now, or never will.
+    """
+    if not attempts:
+        return set()
+    wanted = {(b"JOBFLOW_ATTEMPT_KEY=" + a.key.encode(), b"JOBFLOW_STATUS_FILE=" + a.status.encode()): a.key
+              for a in attempts}
+    found: set[str] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                env = set(f.read().split(b"\0"))
+        except OSError:
+            continue
+        for (key, status), name in wanted.items():
+            if key in env and status in env:
+                found.add(name)
+    return found
 
 
 def reap(pid: int) -> int | None:

@@ -48,6 +48,9 @@ _SPAWNER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jobflow-spawn")
 TAIL_INTERVAL = 0.05  # seconds between reads of running tasks' logs
 TRACK_INTERVAL = 1.0  # seconds between scans for descendants that leave the process group
 SAVE_INTERVAL = 0.05  # at most this often a checkpoint write; changes in between coalesce
+# How long an attempt whose files exist may take to record its pid: one started a moment
+# before its runner died is still on its way (a shell or a fork takes milliseconds).
+START_GRACE = 1.0
 
 
 class RunError(Exception):
@@ -58,10 +61,14 @@ def default_state_dir(job: JobDef) -> str:
     return os.environ.get("JOBFLOW_STATE_DIR") or os.path.join(job.directory, ".jobflow")
 
 
+MAX_SAFE_NAME = 200  # a file name holds at most 255 bytes; room is left for ".<attempt>.<kind>"
+
+
 def safe_name(name: str) -> str:
-    """A file-name-safe form of a task or job name, unique per name."""
+    """A file-name-safe form of a task or job name, unique per name and short enough for
+    any file system (the full name stays in the checkpoint)."""
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
-    if safe != name or not safe:
+    if safe != name or not safe or len(safe) > MAX_SAFE_NAME:
         safe = f"{safe[:60]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
     return safe
 
@@ -781,17 +788,55 @@ class Scheduler:
         except (psutil.Error, OSError):
             return None
 
+    def _settle(self, files: process.AttemptFiles, pid: int | None, created: float | None):
+        """How an attempt of a runner that died stands, from one consistent reading:
+        (its live process, None) while it runs, else (None, its recorded exit status, or
+        None when it died without one).
+
+        Liveness is looked at first and the journal read after it: an attempt that ends
+        between the two looks ended (its exit record is written before it exits), never
+        killed-without-status, which would start it again.
+        """
+        proc = self._alive_attempt(files, pid, created)
+        code = files.read_status()
+        return (None, code) if code is not None else (proc, None)
+
+    def _await_unrecorded_starts(self, prev: dict, on_disk: dict[str, int]) -> None:
+        """Give attempts started a moment before their runner died the time to say so.
+
+        An attempt's log is made just before it starts; one whose log exists but whose pid
+        is not in the journal yet may be about to run. Wait (once, for all of them, at most
+        START_GRACE) until each has recorded its pid, or, for a command, until no process
+        carries its environment (then it never started).
+        """
+        waiting = []
+        for name, run in self.tasks.items():
+            t = prev["tasks"].get(name) if isinstance(prev["tasks"].get(name), dict) else {}
+            last = max(_count(t, "attempts"), on_disk.get(safe_name(name), 0))
+            if last and (t.get("state") == RUNNING or last > _count(t, "attempts")):
+                files = self._attempt_files(run, last)
+                if os.path.exists(files.log):
+                    waiting.append((files, run.spec.python_class is None))
+        deadline = time.monotonic() + START_GRACE
+        while waiting and time.monotonic() < deadline:
+            waiting = [(f, cmd) for f, cmd in waiting if f.read_pid() is None and f.read_status() is None]
+            spawned = process.attempts_alive([f for f, cmd in waiting if cmd]) if waiting else set()
+            waiting = [(f, cmd) for f, cmd in waiting if not cmd or f.key in spawned]
+            if waiting:
+                time.sleep(0.01)
+
     def _refuse_if_alive(self, prev: dict) -> None:
         self.run_id = str(prev.get("run_id", ""))
         self.run_dir = os.path.join(self.job_dir, "runs", self.run_id)
         on_disk = self._attempts_on_disk()
+        self._await_unrecorded_starts(prev, on_disk)
         for name, run in self.tasks.items():
             t = prev["tasks"].get(name) if isinstance(prev["tasks"].get(name), dict) else {}
             attempt = max(_count(t, "attempts"), on_disk.get(safe_name(name), 0))
             if not attempt:
                 continue
             files = self._attempt_files(run, attempt)
-            if files.read_status() is None and self._alive_attempt(files, t.get("pid"), t.get("create_time")):
+            if self._settle(files, t.get("pid"), t.get("create_time"))[0] is not None:
                 self._release_lock()
                 raise RunError(
                     f"task '{name}' of the previous run is still running (pid {files.read_pid()}); "
@@ -815,6 +860,7 @@ class Scheduler:
             rerun.update(self.job.downstream(n))
         adopt: list[TaskRun] = []
         on_disk = self._attempts_on_disk()
+        self._await_unrecorded_starts(prev, on_disk)
         for name, run in self.tasks.items():
             t = prev["tasks"].get(name)
             if not isinstance(t, dict):
@@ -835,8 +881,7 @@ class Scheduler:
                 state = RUNNING
             if state == RUNNING and run.attempts:
                 files = self._attempt_files(run, run.attempts)
-                code = files.read_status()
-                proc = None if code is not None else self._alive_attempt(files, t.get("pid"), t.get("create_time"))
+                proc, code = self._settle(files, t.get("pid"), t.get("create_time"))
                 if proc is not None:
                     run._files = files
                     run.pid = proc.pid

@@ -87,8 +87,27 @@ def _record(journal: str, key: str, text: str) -> None:
         os.close(fd)
 
 
+def _fresh_signals() -> None:
+    """The signal state of a freshly started interpreter, whatever the runner was started
+    with (nohup, cron and daemons pass ignored or blocked signals down): nothing blocked,
+    SIGPIPE and SIGXFSZ ignored as Python itself does, SIGINT raising KeyboardInterrupt,
+    every other signal at its default."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    python_ignores = {signal.SIGPIPE, signal.SIGXFSZ}
+    for sig in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+        if sig == signal.SIGINT:
+            handler = signal.default_int_handler
+        else:
+            handler = signal.SIG_IGN if sig in python_ignores else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except (OSError, ValueError):
+            pass  # signals the C library keeps for itself (the real-time ones it uses)
+
+
 def main() -> None:
     global _DONE_FD
+    _fresh_signals()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
     if len(sys.argv) > 2 and sys.argv[1] == "--done-fd":
         _DONE_FD = int(sys.argv[2])
@@ -216,7 +235,7 @@ def _slot(requests_fd: int, req: dict) -> None:
     code = 1
     try:
         os.setsid()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
         # Orphans of an attempt become our children, so "no child left" covers them too.
         reaps = ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
         null = os.open(os.devnull, os.O_RDONLY)
