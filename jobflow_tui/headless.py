@@ -22,18 +22,20 @@ from .engine import (
     RUNNING,
     SUCCEEDED,
     Event,
+    Notice,
     Output,
     Scheduler,
     StateChanged,
 )
 from .engine.process import signal_name
-from .sanitize import clean_line
+from .sanitize import clean_block, clean_line
 
 STATE_SGR = {
     PENDING: "2", RUNNING: "36", SUCCEEDED: "32", FAILED: "31;1",
     ABORTED: "35", RETRYING: "33", BLOCKED: "2;31",
 }
 FLUSH_DELAY = 0.02  # seconds: how long a printed line may wait in the buffer
+BULK = 64 * 1024  # bytes of output written past the text layer
 EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
@@ -87,13 +89,26 @@ class Reporter:
     def _print(self, event: Event) -> None:
         if isinstance(event, Output):
             # Exactly `TASK | line` (no padding), so scripts can split on the first " | ".
-            name = clean_line(event.task, False)
-            # One write per chunk of lines: per-line writes cost more than the lines.
-            self.out.write("".join(f"{name} | {clean_line(line, self.colour)}\n" for line in event.lines))
+            # One join and one write per chunk of lines: per-line work costs more than the lines.
+            prefix = (clean_line(event.task, False) + " | ").encode()
+            data = b"".join((prefix, clean_block(event.data, self.colour).replace(b"\n", b"\n" + prefix), b"\n"))
+            buffer = getattr(self.out, "buffer", None)
+            if buffer is not None and len(data) > BULK:
+                # Big blocks skip the text layer (no decode and encode of a megabyte);
+                # what it holds goes first, to keep the order.
+                self.out.flush()
+                buffer.write(data)
+            else:
+                self.out.write(data.decode())
             self._flush_soon()
         elif isinstance(event, StateChanged):
             self.out.write(self.describe(event) + "\n")
             self._flush_soon()
+        elif isinstance(event, Notice):
+            try:
+                print(f"jobflow-tui: {clean_line(event.message, False)}", file=sys.stderr, flush=True)
+            except OSError:
+                pass
 
     def _flush_soon(self) -> None:
         # A flush per state change is a write per change; a job of many short tasks makes

@@ -12,6 +12,7 @@ from .events import (
     STATES,
     SUCCEEDED,
     Event,
+    Notice,
     Output,
     RunIdle,
     StateChanged,
@@ -21,6 +22,6 @@ from .scheduler import RunError, Scheduler, TaskRun, default_state_dir, safe_nam
 __all__ = [
     "ABORTED",
     "ACTIVE", "BLOCKED", "FAILED", "FINAL", "PENDING", "RETRYING", "RUNNING", "STATES",
-    "SUCCEEDED", "Event", "Output", "RunError", "RunIdle", "Scheduler", "StateChanged",
+    "SUCCEEDED", "Event", "Notice", "Output", "RunError", "RunIdle", "Scheduler", "StateChanged",
     "TaskRun", "default_state_dir", "safe_name",
 ]

@@ -14,24 +14,68 @@ class CheckpointError(Exception):
     """The checkpoint cannot be used (corrupt, or another job's)."""
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a mix."""
+def write_atomic(path: str, data: bytes, reserve: str | None = None) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a mix.
+
+    `reserve`: a file of space set aside by an earlier call (see `reserve_space`), written
+    over in place, so that a full disk does not stop the write. On failure the temp file
+    is removed and the old file left as it was.
+    """
     directory = os.path.dirname(path) or "."
     tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    if reserve is not None:
+        try:
+            os.rename(reserve, tmp)  # its blocks are allocated already
+        except OSError:
+            pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view, offset = memoryview(data), 0
+            while offset < len(data):
+                offset += os.pwrite(fd, view[offset:], offset)
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            if reserve is not None:
+                os.rename(tmp, reserve)  # keep what it holds for the next try
+            else:
+                os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)  # the rename itself must survive a power cut
     finally:
         os.close(dfd)
+
+
+def reserve_space(path: str, size: int) -> bool:
+    """Set `size` bytes aside in file `path` for the next write; False if there is no room."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_size < size:
+            os.posix_fallocate(fd, 0, size)
+        return True
+    except OSError:
+        os.close(fd)
+        fd = -1
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def read_checkpoint(path: str, job_name: str | None = None) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 PENDING = "pending"
 RUNNING = "running"
@@ -33,11 +34,21 @@ class StateChanged:
 
 @dataclass(frozen=True)
 class Output:
-    """New lines of a task's log (already split and decoded; not yet sanitised)."""
+    """New lines of a task's log, as it wrote them: `data` holds them joined by b"\\n"
+    (one block per read, however many lines); `text` and `lines` decode them on first use
+    (invalid UTF-8 as U+FFFD). Not sanitised: see `jobflow_tui.sanitize`."""
 
     task: str
     attempt: int
-    lines: list[str]
+    data: bytes
+
+    @cached_property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
 
 
 @dataclass(frozen=True)
@@ -47,4 +58,12 @@ class RunIdle:
     exit_code: int
 
 
-Event = StateChanged | Output | RunIdle
+@dataclass(frozen=True)
+class Notice:
+    """Something the operator should know that is not a task's state (a full disk, say)."""
+
+    message: str
+    severity: str = "warning"  # "information", "warning" or "error"
+
+
+Event = StateChanged | Output | RunIdle | Notice

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..jobdef.model import JobDef, TaskDef
 from . import process
-from .checkpoint import FORMAT, CheckpointError, read_checkpoint, write_atomic
+from .checkpoint import FORMAT, CheckpointError, read_checkpoint, reserve_space, write_atomic
 from .events import (
     ABORTED,
     ACTIVE,
@@ -35,6 +35,7 @@ from .events import (
     RUNNING,
     SUCCEEDED,
     Event,
+    Notice,
     Output,
     RunIdle,
     StateChanged,
@@ -51,6 +52,9 @@ SAVE_INTERVAL = 0.05  # at most this often a checkpoint write; changes in betwee
 # How long an attempt whose files exist may take to record its pid: one started a moment
 # before its runner died is still on its way (a shell or a fork takes milliseconds).
 START_GRACE = 1.0
+RETRY_WRITE_INTERVAL = 1.0  # seconds between tries of a checkpoint write that failed
+RESERVE = 64 * 1024  # bytes kept aside (at least) so the next checkpoint fits on a full disk
+FULL_DISK = 64 * 1024  # free bytes under which a disk counts as full
 
 
 class RunError(Exception):
@@ -145,6 +149,7 @@ class TaskRun:
     _timer: asyncio.TimerHandle | None = None
     _retry_handle: asyncio.TimerHandle | None = None
     _kill_reason: str = ""
+    _start_error: str = ""
     _killer: asyncio.Task | None = None
     _done: asyncio.Future | None = None
     _shared_snapshot: dict | None = None  # shared_dict as a Python task's attempt received it
@@ -214,6 +219,8 @@ class Scheduler:
         self._background: set[asyncio.Task] = set()
         self._lock_fd: int | None = None
         self._closed = False
+        self._write_failing = False  # reported once until a write succeeds again
+        self._stopping = False  # shutdown(): logs are not drained to the end any more
         self._base_env: dict[str, str] = {}
 
     # ---- subscribers -------------------------------------------------------------
@@ -256,8 +263,11 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
         self._closing = asyncio.Event()
-        os.makedirs(self.job_dir, exist_ok=True)
-        self._take_lock()
+        try:
+            os.makedirs(self.job_dir, exist_ok=True)
+            self._take_lock()
+        except OSError as e:
+            raise RunError(f"cannot use the state folder {self.job_dir}: {e.strerror}") from None
         try:
             prev = read_checkpoint(self.checkpoint_path, self.job.name)
         except CheckpointError as e:
@@ -274,11 +284,15 @@ class Scheduler:
             self.run_id = time.strftime("%Y%m%dT%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
             self.started_at = time.time()
         self.run_dir = os.path.join(self.job_dir, "runs", self.run_id)
-        os.makedirs(self.run_dir, exist_ok=True)
         self._base_env = self._make_env()
-        # On disk before anything starts: a runner killed a moment later must leave a
-        # checkpoint naming this run, or --resume could not find (and adopt) its attempts.
-        self.save_now()
+        try:
+            os.makedirs(self.run_dir, exist_ok=True)
+            # On disk before anything starts: a runner killed a moment later must leave a
+            # checkpoint naming this run, or --resume could not find (and adopt) its attempts.
+            self.save_now()
+        except OSError as e:
+            self._release_lock()
+            raise RunError(f"cannot write to the state folder {self.job_dir}: {e.strerror}") from None
         self._spawn_bg(self._writer())
         self._spawn_bg(self._ticker())
         for run in adopt:
@@ -313,6 +327,7 @@ class Scheduler:
     async def shutdown(self, reason: str = "interrupted") -> None:
         """Stop launching, end every running tree gracefully, write the checkpoint."""
         self.paused = True
+        self._stopping = True
         waits = [self._abort(run, reason) for run in self.active()]
         if waits:
             await asyncio.gather(*waits)
@@ -341,7 +356,10 @@ class Scheduler:
         for run in self.tasks.values():
             if run.state == RETRYING:
                 run.state, run.reason = ABORTED, reason
-        self.save_now()
+        try:
+            self.save_now()
+        except OSError as e:
+            print(f"jobflow-tui: {self._cannot_write(e)}", file=sys.stderr)
 
     async def close(self) -> None:
         """Wait for background clean-up, write the final checkpoint, release the lock."""
@@ -363,7 +381,10 @@ class Scheduler:
             if run._tail is not None:
                 await run._tail.close()
         if self._written != self._version:
-            self._write_now()
+            try:
+                self._write_now()
+            except OSError as e:
+                self._write_failed(e)
         self._release_lock()
         if any(t.python_class for t in self.job.tasks.values()):
             from ..worker.client import close_workers
@@ -520,17 +541,12 @@ class Scheduler:
             JOBFLOW_LOG=files.log,
         )
         upstream = self.upstream_outputs(run.name)
-        if upstream:
-            # Commands read what upstream tasks published from this JSON file.
-            path = files.base + ".upstream.json"
-            with open(path, "w") as f:
-                json.dump(upstream, f, default=str)
-            env["JOBFLOW_UPSTREAM_OUTPUTS"] = path
         self._running += 1
         self._set(run, RUNNING)
         # posix_spawn blocks until the child has exec'd; in a thread (it releases the GIL)
-        # the loop goes on reaping and launching meanwhile.
-        fut = self._loop.run_in_executor(_SPAWNER, self._spawn, run, files, env)
+        # the loop goes on reaping and launching meanwhile. Files are made there too: a
+        # failure (a full disk) is then a failed start like any other.
+        fut = self._loop.run_in_executor(_SPAWNER, self._spawn, run, files, env, upstream)
         fut.add_done_callback(lambda f, run=run: self._spawned(run, f))
 
     def upstream_outputs(self, name: str) -> dict[str, dict]:
@@ -544,10 +560,16 @@ class Scheduler:
         try:
             pid = fut.result()
         except Exception as e:
-            # Could not even start (no shell, bad class): an attempt that failed at once.
+            # Could not even start (no shell, bad class, a full disk): an attempt that
+            # failed at once, with the reason in its state.
+            if isinstance(e, OSError) and e.strerror:
+                why = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+            else:
+                why = str(e)
+            run._start_error = f"cannot start: {why}"
             try:
                 with open(run._files.log, "ab") as f:
-                    f.write(f"jobflow-tui: cannot start task {run.name!r}: {e}\n".encode())
+                    f.write(f"jobflow-tui: cannot start task {run.name!r}: {why}\n".encode())
             except OSError:
                 pass  # the state dir itself is gone; the reason still reaches the checkpoint
             self._spawn_bg(self._finish(run, 127))
@@ -590,7 +612,13 @@ class Scheduler:
         exited.add_done_callback(first)
         ended.add_done_callback(first)
 
-    def _spawn(self, run: TaskRun, files: process.AttemptFiles, env: dict[str, str]) -> int:
+    def _spawn(self, run: TaskRun, files: process.AttemptFiles, env: dict[str, str], upstream: dict) -> int:
+        if upstream:
+            # Commands read what upstream tasks published from this JSON file.
+            path = files.base + ".upstream.json"
+            with open(path, "w") as f:
+                json.dump(upstream, f, default=str)
+            env["JOBFLOW_UPSTREAM_OUTPUTS"] = path
         if run.spec.python_class:
             from ..worker.client import spawn_task
 
@@ -647,10 +675,19 @@ class Scheduler:
         if run._timer:
             run._timer.cancel()
             run._timer = None
-        if run._tail is not None:
-            lines = await run._tail.read(final=True)
-            if lines:
-                self._emit(Output(run.name, run.attempt, lines))
+        tail = run._tail
+        if tail is not None:
+            # To the very end, in bounded pieces, letting viewers catch up in between: a
+            # task that printed a gigabyte costs time here, never memory.
+            while not tail.done:
+                block = await tail.read(final=True)
+                if block is not None:
+                    self._emit(Output(run.name, run.attempt, block))
+                if tail.more:
+                    if self._stopping:
+                        await tail.close()  # shutting down: the rest is in the log file
+                        break
+                    await asyncio.sleep(0)
             run._tail = None
         if run._tree is not None and run._killer is None and not run._kept:
             if run.spec.python_class:
@@ -674,6 +711,13 @@ class Scheduler:
             what = f"killed by {process.signal_name(-code)}"
         else:
             what = f"exit code {code}" if code is not None else "ended without an exit status"
+        if run._start_error:
+            what, run._start_error = run._start_error, ""
+        full = self._disk_full()
+        if full:
+            what += f"; {full}"
+            if code == 0:
+                self._emit(Notice(f"the log of task '{run.name}' may be incomplete: {full}"))
         if reason and reason != "timeout":
             self._set(run, ABORTED, reason)
             self._block_downstream(run.name)
@@ -731,6 +775,16 @@ class Scheduler:
                 if k not in new:
                     self.shared_dict.pop(k, None)
             self._save()
+
+    def _disk_full(self) -> str:
+        """"" or why an attempt's log may be cut short: the disk holding it is full."""
+        try:
+            st = os.statvfs(self.run_dir)
+        except OSError:
+            return ""
+        if st.f_bavail * st.f_frsize >= FULL_DISK:
+            return ""
+        return f"the disk holding its log ({self.run_dir}) is full"
 
     def _retry_now(self, run: TaskRun) -> None:
         run._retry_handle = None
@@ -941,19 +995,23 @@ class Scheduler:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            backlog = False
             for run in running:
                 tail = run._tail
                 if tail is not None and tail.has_new():
-                    lines = await tail.read()
-                    if lines and run._tail is tail:
-                        self._emit(Output(run.name, run.attempt, lines))
+                    block = await tail.read()
+                    if block is not None and run._tail is tail:
+                        self._emit(Output(run.name, run.attempt, block))
+                    backlog = backlog or tail.more
             now = time.monotonic()
             if now - last_track >= TRACK_INTERVAL:
                 last_track = now
                 for run in running:
                     if run._tree is not None and run.pid and run.started_at and time.time() - run.started_at > 0.5:
                         self._track(run)
-            await asyncio.sleep(TAIL_INTERVAL)
+            # A log with more to read is read again at once (yielding to the loop between
+            # reads), so a flood is followed at the speed it is written, not 1 MiB per tick.
+            await asyncio.sleep(0 if backlog else TAIL_INTERVAL)
 
     def _track(self, run: TaskRun) -> None:
         """Note a long-running attempt's create time and its descendants (short ones need neither)."""
@@ -976,7 +1034,11 @@ class Scheduler:
             self._dirty.set()
 
     async def _writer(self) -> None:
-        """Write the checkpoint after changes, at most every SAVE_INTERVAL (bursts coalesce)."""
+        """Write the checkpoint after changes, at most every SAVE_INTERVAL (bursts coalesce).
+
+        A write that fails (a full disk) leaves the last good checkpoint in place; it is
+        reported once and tried again every RETRY_WRITE_INTERVAL until it succeeds.
+        """
         assert self._dirty is not None and self._closing is not None and self._loop is not None
         while True:
             if self._written == self._version:
@@ -985,17 +1047,42 @@ class Scheduler:
                 await self._dirty.wait()
             self._dirty.clear()
             version, data = self._version, self._serialise()
-            await self._loop.run_in_executor(None, write_atomic, self.checkpoint_path, data)
-            self._written = version
+            pause = SAVE_INTERVAL
+            try:
+                await self._loop.run_in_executor(None, self._store, data)
+                self._written = version
+            except OSError as e:
+                self._write_failed(e)
+                if self._closing.is_set():
+                    return  # close() makes the last try itself
+                pause = RETRY_WRITE_INTERVAL
             if not self._closing.is_set():
                 try:  # coalesce: the next write waits for SAVE_INTERVAL, or for close()
-                    await asyncio.wait_for(self._closing.wait(), SAVE_INTERVAL)
+                    await asyncio.wait_for(self._closing.wait(), pause)
                 except TimeoutError:
                     pass
 
+    def _store(self, data: bytes) -> None:
+        """Replace the checkpoint with `data`, then set space aside for the next one."""
+        spare = self.checkpoint_path + ".spare"
+        write_atomic(self.checkpoint_path, data, spare)
+        reserve_space(spare, max(RESERVE, 2 * len(data))) or reserve_space(spare, len(data) + 4096)
+        if self._write_failing:
+            self._write_failing = False
+            self._emit(Notice(f"the checkpoint is written again: {self.checkpoint_path}", "information"))
+
+    def _cannot_write(self, e: OSError) -> str:
+        return (f"cannot write the checkpoint {self.checkpoint_path}: {e.strerror} "
+                f"(in {self.job_dir}); the last good one is kept")
+
+    def _write_failed(self, e: OSError) -> None:
+        if not self._write_failing:
+            self._write_failing = True
+            self._emit(Notice(self._cannot_write(e) + ", and the write is tried again", "error"))
+
     def _write_now(self) -> None:
         version = self._version
-        write_atomic(self.checkpoint_path, self._serialise())
+        self._store(self._serialise())
         self._written = version
 
     def save_now(self) -> None:

@@ -1,4 +1,4 @@
-"""Follow a growing log file: read new bytes in chunks and split them into lines."""
+"""Follow a growing log file: read new bytes in bounded chunks and split them into lines."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import os
 
 from .lines import LineSplitter
 
-CHUNK = 65536
-# Read at most this much per call so that one firehose cannot starve the other tasks.
-MAX_PER_READ = 4 * 1024 * 1024
+CHUNK = 1024 * 1024
+# Read at most this much per call: one firehose neither starves the other tasks nor holds
+# more than this in memory at once, however much it printed.
+MAX_PER_READ = 1024 * 1024
 
 
 class LogTail:
@@ -19,6 +20,8 @@ class LogTail:
         self.path = path
         self.offset = offset
         self.splitter = LineSplitter()
+        self.more = False  # the last read stopped at its limit, not at the end of the file
+        self.done = False  # read to the end with `final`: closed, nothing more will come
         self._file = None
         self._lock = asyncio.Lock()
 
@@ -28,28 +31,41 @@ class LogTail:
         except OSError:
             return False
 
-    async def read(self, final: bool = False) -> list[str]:
-        """New complete lines; with `final`, everything left including a partial line."""
+    async def read(self, final: bool = False) -> bytes | None:
+        """New complete lines, as one raw block joined by b"\\n" (None: no new line), from at
+        most MAX_PER_READ bytes (`more` says whether the file held more). With `final`,
+        once the end is reached: the last partial line too, and the file is closed
+        (`done`). Call again while `more` to drain a backlog."""
         async with self._lock:
-            lines: list[str] = []
+            if self.done:
+                return None
+            blocks: list[bytes] = []
+            got = 0
             if self.has_new():
                 if self._file is None:
                     import aiofiles  # here: a run whose tasks print nothing never needs it
 
                     self._file = await aiofiles.open(self.path, "rb")
                     await self._file.seek(self.offset)
-                got = 0
-                while final or got < MAX_PER_READ:
-                    chunk = await self._file.read(CHUNK)
+                while got < MAX_PER_READ:
+                    chunk = await self._file.read(min(CHUNK, MAX_PER_READ - got))
                     if not chunk:
                         break
                     got += len(chunk)
                     self.offset += len(chunk)
-                    lines.extend(self.splitter.feed(chunk))
-            if final:
-                lines.extend(self.splitter.flush())
+                    block = self.splitter.feed_block(chunk)
+                    if block is not None:
+                        blocks.append(block)
+            self.more = got >= MAX_PER_READ
+            if final and not self.more:
+                rest = self.splitter.flush_block()
+                if rest is not None:
+                    blocks.append(rest)
                 await self.close()
-            return lines
+                self.done = True
+            if len(blocks) > 1:
+                return b"\n".join(blocks)
+            return blocks[0] if blocks else None
 
     async def close(self) -> None:
         if self._file is not None:

@@ -33,6 +33,7 @@ from ..engine import (
     RUNNING,
     SUCCEEDED,
     Event,
+    Notice,
     Output,
     RunIdle,
     Scheduler,
@@ -102,7 +103,7 @@ class Dashboard(App[int]):
         self.idle_code: int | None = None
         self.history: collections.deque[float] = collections.deque([0.0] * 60, maxlen=60)
         self.usage = UsageSampler()
-        scheduler.subscribe(self.pending.append)
+        scheduler.subscribe(self.on_engine_event)
 
     # ---- layout ------------------------------------------------------------------
 
@@ -233,22 +234,31 @@ class Dashboard(App[int]):
                 t.append(f"  {GLYPH[state]}{counts[state]}", style=STYLE[state])
         return t
 
+    def on_engine_event(self, e: Event) -> None:
+        """The engine's listener: output goes to its task's buffer at once (a cheap append
+        of one block, however many lines); the rest waits for the next flush."""
+        if isinstance(e, Output):
+            # Raw lines: only the rows drawn are sanitised (in the log view).
+            self.buffers[e.task].add_block(e.data)
+            return
+        if isinstance(e, StateChanged) and e.state == RUNNING and e.previous != RUNNING:
+            attempts = self.scheduler.tasks[e.task].attempts
+            if attempts > 1:
+                # Earlier attempts stay above a rule ([ and ] show each one alone).
+                self.buffers[e.task].add_block(f"\x1b[2m── attempt {attempts} ──\x1b[0m".encode())
+        self.pending.append(e)
+
     def flush(self) -> None:
         """Apply queued engine events to the widgets (20 times a second)."""
         events, self.pending[:] = list(self.pending), []
         changed: set[str] = set()
         for e in events:
-            if isinstance(e, Output):
-                # Raw lines: only the rows drawn are sanitised (in the log view), so a task
-                # printing 100,000 lines a second costs a list extend here, not a loop.
-                self.buffers[e.task].extend(e.lines)
-            elif isinstance(e, StateChanged):
+            if isinstance(e, StateChanged):
                 changed.add(e.task)
-                if e.state == RUNNING and e.previous != RUNNING and self.scheduler.tasks[e.task].attempts > 1:
-                    # Earlier attempts stay above a rule ([ and ] show each one alone).
-                    self.buffers[e.task].extend([f"\x1b[2m── attempt {self.scheduler.tasks[e.task].attempts} ──\x1b[0m"])
             elif isinstance(e, RunIdle):
                 self.idle_code = e.exit_code
+            elif isinstance(e, Notice):
+                self.notify(clean_line(e.message, False), severity=e.severity, timeout=10)
         # Running rows show a growing duration: draw them again too (only visible ones cost).
         self.tasklist.relabel(changed.union(self.running_names()))
         if self.shown is not None and self.attempt_shown is None:
