@@ -129,7 +129,7 @@ def cmd_run(args) -> int:
 
     scheduler = Scheduler(
         job, state_dir=_state_dir(args, job), max_concurrency=args.max_concurrency,
-        params=dict(args.params), only=args.only or None, resume=args.resume,
+        params=dict(args.params), only=args.only or None, resume=args.resume, subreaper=True,
     )
     return launch(scheduler, headless=args.headless or None)
 

@@ -5,12 +5,15 @@ the system are handled before they fail at run time."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from .conftest import cli, wait_for, write
 
@@ -207,3 +210,85 @@ def test_a_command_larger_than_the_environment_allows_runs(tmp_path: Path) -> No
     r = cli("job.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     assert "big | big done" in r.stdout
+
+
+def _daemons(tmp_path: Path) -> list[int]:
+    pids = []
+    for f in tmp_path.glob("daemon*.pid"):
+        text = f.read_text().strip()
+        if text:
+            pids.append(int(text))
+    return pids
+
+
+def _daemon_scripts(tmp_path: Path) -> None:
+    # setsid + double fork of a process that ignores SIGTERM: out of the task's process
+    # group and session, its parent gone at once.
+    write(tmp_path / "inner.sh", """
+        trap '' TERM
+        echo $$ > "$1"
+        exec sleep 300
+    """)
+    write(tmp_path / "daemon.sh", """
+        setsid sh -c 'sh "$0" "$1" & exit 0' "$(dirname "$0")/inner.sh" "$(dirname "$0")/daemon$1.pid" \\
+            < /dev/null > /dev/null 2>&1
+    """)
+
+
+def test_a_double_forked_daemon_is_ended_with_its_attempt(tmp_path: Path) -> None:
+    """Stopped by its timeout, the task takes its escaped daemons with it; a task that
+    succeeds does too, and so does a task whose daemon clears its environment."""
+    _daemon_scripts(tmp_path)
+    write(tmp_path / "job.yaml", """
+        config: {kill_grace: 1}
+        tasks:
+          timed_out: {command: 'sh daemon.sh 1; sh daemon.sh 2; sleep 60', timeout: 2}
+          succeeded: {command: 'sh daemon.sh 3; sleep 1'}
+          bare: {command: 'env -i PATH=/usr/bin:/bin sh daemon.sh 4; sleep 1'}
+    """)
+    from .conftest import alive
+
+    try:
+        r = cli("job.yaml", cwd=tmp_path, timeout=60)
+        assert r.returncode == 1, r.stdout + r.stderr
+        pids = _daemons(tmp_path)
+        assert len(pids) == 4, pids
+        wait_for(lambda: not any(alive(p) for p in pids), 10, "every daemon to be ended")
+    finally:
+        for pid in _daemons(tmp_path):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_in_a_cgroup_even_a_daemon_that_hides_its_origin_ends_with_its_attempt(tmp_path: Path) -> None:
+    """Where cgroup v2 is writable: a daemon started late, with a cleared environment and
+    in a session of its own, is ended when its attempt times out, while the run goes on."""
+    from jobflow_tui.engine.contain import cgroup_base
+
+    if cgroup_base() is None:
+        pytest.skip("no writable cgroup v2 here")
+    _daemon_scripts(tmp_path)
+    write(tmp_path / "job.yaml", f"""
+        tasks:
+          hides: {{command: 'sleep 1.5; env -i PATH=/usr/bin:/bin sh daemon.sh 5; sleep 60', timeout: 3}}
+          goes_on: {{command: 'while [ ! -e {tmp_path}/stop ]; do sleep 0.05; done'}}
+    """)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "jobflow_tui", "job.yaml", "--headless"], cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+    from .conftest import alive
+
+    try:
+        wait_for(lambda: _daemons(tmp_path), 20, "the daemon to start")
+        daemon = _daemons(tmp_path)[0]
+        checkpoint = tmp_path / ".jobflow" / "job" / "checkpoint.json"
+        wait_for(lambda: json.loads(checkpoint.read_text())["tasks"]["hides"]["state"] == "failed", 30, "the timeout")
+        assert not alive(daemon)
+        assert json.loads(checkpoint.read_text())["tasks"]["goes_on"]["state"] == "running"
+    finally:
+        (tmp_path / "stop").touch()
+        runner.wait(timeout=30)
+        for pid in _daemons(tmp_path):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

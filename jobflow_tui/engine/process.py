@@ -15,7 +15,10 @@ import re
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .contain import Cgroup
 
 # Every attempt of a run appends its records to one file in the run's folder, each
 # `RS<attempt> pid N`, `RS<attempt> result {json}` or `RS<attempt> exit C` plus a newline,
@@ -320,6 +323,29 @@ class Tree:
 
     pgid: int
     escaped: dict[int, float] = field(default_factory=dict)  # pid -> create time
+    cgroup: Cgroup | None = None  # where the machine allows it: everything, wherever it went
+
+    def add(self, pid: int) -> None:
+        """A process of this tree found outside it (an orphan that came back to the runner)."""
+        import psutil
+
+        try:
+            self.escaped.setdefault(pid, psutil.Process(pid).create_time())
+        except psutil.Error:
+            pass
+
+    def contain(self, cgroup: Cgroup, root_pid: int) -> None:
+        """Move the whole tree into `cgroup`, where what it starts later stays too."""
+        import psutil
+
+        self.cgroup = cgroup
+        for _ in range(2):  # a process forked during the first pass is moved by the second
+            self.track(root_pid)
+            try:
+                members = [root_pid] + [p.pid for p in psutil.Process(root_pid).children(recursive=True)]
+            except psutil.Error:
+                members = [root_pid]
+            cgroup.add(members + [p.pid for p in self._escaped_alive()])
 
     def track(self, root_pid: int) -> None:
         """Remember descendants now, so that those who later leave the tree can be found."""
@@ -363,9 +389,17 @@ class Tree:
                 p.send_signal(sig)
             except Exception:  # psutil.Error: it may have gone meanwhile
                 pass
+        if self.cgroup is not None:
+            self.cgroup.signal(sig)
 
     def alive(self) -> bool:
-        return group_alive(self.pgid) or bool(self._escaped_alive())
+        return (group_alive(self.pgid) or bool(self._escaped_alive())
+                or (self.cgroup is not None and bool(self.cgroup.pids())))
+
+    def release(self) -> None:
+        """The tree is gone: remove its cgroup (tried again later while it is not empty)."""
+        if self.cgroup is not None and self.cgroup.remove():
+            self.cgroup = None
 
     async def kill(self, grace: float, root_pid: int | None = None) -> None:
         """SIGTERM everything, wait up to `grace` seconds, then SIGKILL what is left."""
@@ -385,3 +419,8 @@ class Tree:
                 if not self.alive():
                     break
                 await asyncio.sleep(0.01)
+        for _ in range(50):  # an emptied cgroup can be removed a moment after its last exit
+            self.release()
+            if self.cgroup is None:
+                break
+            await asyncio.sleep(0.02)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..jobdef.model import JobDef, TaskDef
-from . import process
+from . import contain, process
 from .checkpoint import FORMAT, CheckpointError, read_checkpoint, reserve_space, write_atomic
 from .events import (
     ABORTED,
@@ -184,7 +184,10 @@ class Scheduler:
         params: dict[str, str] | None = None,
         only: list[str] | None = None,
         resume: bool = False,
+        subreaper: bool = False,
     ) -> None:
+        """`subreaper`: orphans of tasks come back to this process, which reaps every child
+        it did not start; for a process that runs nothing else (the command line)."""
         self.job = job
         self.state_dir = os.path.abspath(state_dir or default_state_dir(job))
         self.job_dir = os.path.join(self.state_dir, safe_name(job.name))
@@ -221,6 +224,10 @@ class Scheduler:
         self._closed = False
         self._write_failing = False  # reported once until a write succeeds again
         self._stopping = False  # shutdown(): logs are not drained to the end any more
+        self.subreaper = subreaper
+        self._orphans: contain.Orphans | None = None
+        self._cgroups: str | None = None  # where attempts' cgroups are made, if anywhere
+        self._by_safe_name: dict[str, TaskRun] | None = None
         self._base_env: dict[str, str] = {}
 
     # ---- subscribers -------------------------------------------------------------
@@ -259,6 +266,9 @@ class Scheduler:
     async def start(self) -> None:
         """Prepare the state dir, resume or start afresh, and launch what is ready."""
         self._loop = asyncio.get_running_loop()
+        if self.subreaper and contain.become_subreaper():
+            self._orphans = contain.Orphans()
+        self._cgroups = contain.cgroup_base()
         self._idle = self._loop.create_future()
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
@@ -366,6 +376,7 @@ class Scheduler:
         if self._closed:
             return
         self._closed = True
+        self._end_orphans()
         for t in list(self._background):
             if t.get_coro().__name__ == "_ticker":
                 t.cancel()
@@ -651,6 +662,7 @@ class Scheduler:
 
     def _start_kill(self, run: TaskRun, reason: str) -> None:
         run._kill_reason = reason
+        self._collect_orphans()  # daemons it started, come back to us, go with it
         if run._tree is not None and run._killer is None:
             run._killer = self._spawn_bg(run._tree.kill(run.spec.kill_grace, run.pid))
 
@@ -694,6 +706,8 @@ class Scheduler:
                 self._spawn_bg(self._end_leftovers(run._tree, run.spec.kill_grace))
             elif run._tree.alive():  # our own child, already reaped: only real leftovers remain
                 self._spawn_bg(run._tree.kill(run.spec.kill_grace))
+            else:
+                run._tree.release()
         if run._killer is not None:
             await asyncio.shield(run._killer)
             run._killer = None
@@ -968,6 +982,10 @@ class Scheduler:
         run.adopted = True
         run._done = self._loop.create_future()
         run._tree = process.Tree(run.pid)
+        if self._cgroups:
+            cgroup = contain.Cgroup(self._cgroups, run._files.status, run._files.key)
+            if cgroup.exists():
+                run._tree.cgroup = cgroup  # made by the runner that died
         run._tail = LogTail(run._files.log)
         run._kill_reason = ""
         self._running += 1
@@ -1006,6 +1024,7 @@ class Scheduler:
             now = time.monotonic()
             if now - last_track >= TRACK_INTERVAL:
                 last_track = now
+                self._collect_orphans()
                 for run in running:
                     if run._tree is not None and run.pid and run.started_at and time.time() - run.started_at > 0.5:
                         self._track(run)
@@ -1025,6 +1044,49 @@ class Scheduler:
             except psutil.Error:
                 pass
         run._tree.track(run.pid)
+        if self._cgroups and run._tree.cgroup is None and run._files is not None and not run.spec.python_class:
+            run._tree.contain(contain.Cgroup(self._cgroups, run._files.status, run._files.key), run.pid)
+
+    def _collect_orphans(self) -> None:
+        """Orphans of attempts, come back to this process: each joins its attempt's tree
+        while that attempt runs, or is ended (its attempt is over); exited ones are reaped."""
+        if self._orphans is None:
+            return
+        ours = {r._proc for r in self.tasks.values() if r._proc}
+        if any(t.python_class for t in self.job.tasks.values()):
+            from ..worker.client import worker_pids
+
+            ours |= worker_pids()
+        journal = os.path.join(self.run_dir, process.JOURNAL)
+        if self._by_safe_name is None:
+            self._by_safe_name = {safe_name(n): r for n, r in self.tasks.items()}
+        for pid, owner in self._orphans.scan(ours).items():
+            if owner is None:
+                continue  # no attempt named: ended when the run closes
+            run = self._by_safe_name.get(owner[1].rsplit(".", 1)[0]) if owner[0] == journal else None
+            if (run is not None and run.state == RUNNING and run._tree is not None
+                    and run._files is not None and run._files.key == owner[1]):
+                run._tree.add(pid)
+            else:
+                self._end_orphan(pid, run.spec.kill_grace if run is not None else 5.0)
+
+    def _end_orphan(self, pid: int, grace: float) -> None:
+        try:
+            tree = process.Tree(os.getpgid(pid))
+        except OSError:
+            return
+        tree.add(pid)
+        self._spawn_bg(tree.kill(grace))
+
+    def _end_orphans(self) -> None:
+        """At the end of the run: every orphan left, those that hid their attempt too."""
+        if self._orphans is None:
+            return
+        self._collect_orphans()
+        grace = max((t.kill_grace for t in self.job.tasks.values()), default=5.0)
+        for pid in list(self._orphans.strays):
+            self._end_orphan(pid, grace)
+        self._orphans.strays.clear()
 
     def _save(self, name: str | None = None) -> None:
         if name is not None:

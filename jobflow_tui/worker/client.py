@@ -140,6 +140,12 @@ def worker_for(job: JobDef) -> Worker:
         return w
 
 
+def worker_pids() -> set[int]:
+    """The pids of this process's worker processes."""
+    with _LOCK:
+        return {w.proc.pid for w in _WORKERS.values()}
+
+
 def close_workers() -> None:
     with _LOCK:
         for w in _WORKERS.values():
