@@ -7,7 +7,6 @@ arguments (nothing ran); 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 def _state_dir(args, job) -> str:
     from .engine import default_state_dir
 
-    return args.state_dir or default_state_dir(job)
+    return args.state_dir or default_state_dir(job.directory)
 
 
 def cmd_run(args) -> int:
@@ -131,28 +130,9 @@ def cmd_run(args) -> int:
         job, state_dir=_state_dir(args, job), max_concurrency=args.max_concurrency,
         params=dict(args.params), only=args.only or None, resume=args.resume, subreaper=True,
     )
+    from .launch import launch
+
     return launch(scheduler, headless=args.headless or None)
-
-
-def launch(scheduler, headless: bool | None = None) -> int:
-    """Run `scheduler` in the dashboard on a terminal, else headless; the exit code.
-
-    `headless=None` decides by the terminal: stdout and stdin must both be TTYs.
-    """
-    if headless is None:
-        headless = not (sys.stdout.isatty() and sys.stdin.isatty())
-    if not headless:
-        from .tui import run_dashboard
-
-        return run_dashboard(scheduler)
-    from .engine import RunError
-    from .headless import run_headless
-
-    try:
-        return asyncio.run(run_headless(scheduler))
-    except RunError as e:
-        print(f"jobflow-tui: {e}", file=sys.stderr)
-        return 2
 
 
 def cmd_validate(args) -> int:
@@ -179,48 +159,32 @@ def cmd_graph(args) -> int:
 
 
 def _read_state(args):
-    from .engine import default_state_dir, safe_name
+    """The job, its state folder and its last checkpoint; exits 1 or 2 when there is none."""
+    from .engine import StateDir
     from .engine.checkpoint import CheckpointError, read_checkpoint
 
     job = _load(args.job)
-    job_dir = os.path.join(args.state_dir or default_state_dir(job), safe_name(job.name))
-    path = os.path.join(job_dir, "checkpoint.json")
+    state = StateDir(_state_dir(args, job), job.name)
     try:
-        data = read_checkpoint(path, job.name)
+        data = read_checkpoint(state.checkpoint_path, job.name)
     except CheckpointError as e:
         print(f"jobflow-tui: {e}", file=sys.stderr)
         sys.exit(2)
     if data is None:
-        print(f"jobflow-tui: no run of job '{job.name}' recorded in {job_dir}", file=sys.stderr)
+        print(f"jobflow-tui: no run of job '{job.name}' recorded in {state.job_dir}", file=sys.stderr)
         sys.exit(1)
-    return job, job_dir, data
-
-
-def _runner_alive(job_dir: str) -> bool:
-    import fcntl
-
-    try:
-        fd = os.open(os.path.join(job_dir, "lock"), os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return job, state, data
 
 
 def cmd_status(args) -> int:
-    from .headless import format_exit
+    from .format import format_exit
     from .sanitize import clean_line
 
-    job, job_dir, data = _read_state(args)
+    job, state, data = _read_state(args)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    live = _runner_alive(job_dir)
+    live = state.runner_alive()
     print(f"job {data['job'].get('name')}  run {data.get('run_id')}  started {data.get('started_at')}  "
           f"updated {data.get('updated_at')}  {'runner active' if live else 'no runner active'}")
     rows = [("TASK", "STATE", "ATTEMPTS", "EXIT", "REASON")]
@@ -242,7 +206,7 @@ def cmd_status(args) -> int:
 def cmd_logs(args) -> int:
     from .sanitize import clean_line
 
-    job, job_dir, data = _read_state(args)
+    job, state, data = _read_state(args)
     t = data["tasks"].get(args.task)
     if t is None:
         print(f"jobflow-tui: no task named {args.task!r} in job '{job.name}'", file=sys.stderr)
@@ -255,8 +219,8 @@ def cmd_logs(args) -> int:
     if not 1 <= n <= len(logs):
         print(f"jobflow-tui: task {args.task!r} has attempts 1 to {len(logs)}, not {n}", file=sys.stderr)
         return 2
-    path = os.path.join(job_dir, logs[n - 1])
-    from .engine.process import AttemptFiles
+    path = os.path.join(state.job_dir, logs[n - 1])
+    from .journal import AttemptFiles
 
     attempt = AttemptFiles(path[: -len(".log")])
     tty = sys.stdout.isatty()
@@ -279,7 +243,7 @@ def cmd_logs(args) -> int:
                 if chunk:
                     emit(chunk)
                     continue
-                if not args.follow or attempt.read_status() is not None or not _runner_alive(job_dir):
+                if not args.follow or attempt.read_status() is not None or not state.runner_alive():
                     break
                 sys.stdout.flush()
                 time.sleep(0.2)

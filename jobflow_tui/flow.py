@@ -84,9 +84,9 @@ class Flow:
             params: dict[str, str] | None = None, only: list[str] | None = None,
             max_concurrency: int | None = None) -> int:
         """Run the flow: the dashboard on a terminal, plain lines otherwise. The exit code."""
-        from .cli import launch
         from .engine import Scheduler
         from .jobdef import JobFileError
+        from .launch import launch
         from .worker.client import check
 
         try:

@@ -27,7 +27,8 @@ from .engine import (
     Scheduler,
     StateChanged,
 )
-from .engine.process import signal_name
+from .engine.run import Run
+from .format import SUMMARY_ORDER, format_duration, format_exit
 from .sanitize import clean_block, clean_line
 
 STATE_SGR = {
@@ -44,33 +45,15 @@ def use_colour(stream: TextIO) -> bool:
     return "NO_COLOR" not in os.environ and stream.isatty()
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
-def format_exit(code: int | None) -> str:
-    if code is None:
-        return "-"
-    if code < 0:
-        return signal_name(-code)
-    return str(code)
-
-
 class Reporter:
-    """A scheduler listener that prints events as plain lines."""
+    """A listener of a run that prints its events as plain lines."""
 
-    def __init__(self, scheduler: Scheduler, out: TextIO = sys.stdout, colour: bool | None = None) -> None:
-        self.scheduler = scheduler
+    def __init__(self, run: Run, out: TextIO = sys.stdout, colour: bool | None = None) -> None:
+        self.run = run
         self.out = out
         self.colour = use_colour(out) if colour is None else colour
         self._flush_pending = False
-        scheduler.subscribe(self)
+        run.subscribe(self)
 
     def paint(self, text: str, state: str) -> str:
         return f"\x1b[{STATE_SGR[state]}m{text}\x1b[0m" if self.colour else text
@@ -143,15 +126,15 @@ class Reporter:
         return f"{name} -> {self.paint(e.state, e.state)}{detail}"
 
     def summary(self, elapsed: float) -> str:
-        s = self.scheduler
+        run = self.run
         rows = [("TASK", "STATE", "ATTEMPTS", "DURATION", "EXIT")]
-        for name in s.order:
-            r = s.tasks[name]
-            if name not in s.selected and r.state == PENDING:
+        for name in run.order:
+            t = run.tasks[name]
+            if not t.selected and t.state == PENDING:
                 continue
             rows.append((
-                clean_line(name, False), r.state, f"{r.attempt}/{r.spec.max_attempts}" if r.attempts else "0",
-                format_duration(r.duration) if r.started_at else "-", format_exit(r.exit_code),
+                clean_line(name, False), t.state, f"{t.attempt}/{t.max_attempts}" if t.attempts else "0",
+                format_duration(t.duration) if t.started_at else "-", format_exit(t.exit_code),
             ))
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         lines = []
@@ -161,11 +144,11 @@ class Reporter:
                 cells[1] = self.paint(cells[1], row[1])
             lines.append("  ".join(cells).rstrip())
         counts: dict[str, int] = {}
-        for n in s.selected:
-            counts[s.tasks[n].state] = counts.get(s.tasks[n].state, 0) + 1
-        order = [SUCCEEDED, FAILED, ABORTED, BLOCKED, RETRYING, RUNNING, PENDING]
-        tally = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
-        lines.append(f"job {s.job.name}: {tally} in {format_duration(elapsed)} (run {s.run_id})")
+        for t in run.tasks.values():
+            if t.selected:
+                counts[t.state] = counts.get(t.state, 0) + 1
+        tally = ", ".join(f"{counts[k]} {k}" for k in SUMMARY_ORDER if counts.get(k))
+        lines.append(f"job {run.job_name}: {tally} in {format_duration(elapsed)} (run {run.run_id})")
         return "\n".join(lines)
 
 
@@ -179,10 +162,7 @@ async def run_headless(scheduler: Scheduler, out: TextIO = sys.stdout) -> int:
 
     def on_signal(sig: signal.Signals) -> None:
         if stop:
-            # A second signal: no more grace, end every tree now.
-            for run in scheduler.tasks.values():
-                if run.state == RUNNING and run._tree is not None:
-                    run._tree.signal(signal.SIGKILL)
+            scheduler.kill_now()  # a second signal: no more grace
             return
         stop["code"] = EXIT_ON_SIGNAL[sig]
         try:

@@ -1,5 +1,6 @@
-"""The engine: scheduler, process runner, checkpoint, log tails. asyncio only, no UI."""
+"""The engine: scheduler, executors, checkpoint, log tails. asyncio only, no UI."""
 
+from .attempt import TaskRun
 from .events import (
     ABORTED,
     ACTIVE,
@@ -17,11 +18,11 @@ from .events import (
     RunIdle,
     StateChanged,
 )
-from .scheduler import RunError, Scheduler, TaskRun, default_state_dir, safe_name
+from .scheduler import Scheduler
+from .statedir import RunError, StateDir, default_state_dir, safe_name
 
 __all__ = [
-    "ABORTED",
-    "ACTIVE", "BLOCKED", "FAILED", "FINAL", "PENDING", "RETRYING", "RUNNING", "STATES",
+    "ABORTED", "ACTIVE", "BLOCKED", "FAILED", "FINAL", "PENDING", "RETRYING", "RUNNING", "STATES",
     "SUCCEEDED", "Event", "Notice", "Output", "RunError", "RunIdle", "Scheduler", "StateChanged",
-    "TaskRun", "default_state_dir", "safe_name",
+    "StateDir", "TaskRun", "default_state_dir", "safe_name",
 ]

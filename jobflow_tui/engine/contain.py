@@ -16,6 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -71,6 +74,48 @@ def attempt_of(pid: int) -> tuple[str, str] | None:
     return (journal, key) if key and journal else None
 
 
+class Gate:
+    """Starting children and looking for orphans, kept apart: a child started but not yet
+    known as ours would pass for an orphan (and be reaped, its exit status lost). Starts
+    pass together; a scan waits until none is halfway and holds new ones back meanwhile."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._starting = 0
+        self._scanning = False
+
+    @contextmanager
+    def starting(self) -> Iterator[None]:
+        """Around starting a child and recording it as ours."""
+        with self._cond:
+            while self._scanning:
+                self._cond.wait()
+            self._starting += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._starting -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def scanning(self) -> Iterator[None]:
+        """Around reading which children are ours and looking at the others."""
+        with self._cond:
+            self._scanning = True
+            while self._starting:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._scanning = False
+                self._cond.notify_all()
+
+
+GATE = Gate()  # one per process: children are the process's
+
+
 class Orphans:
     """The runner's children that it did not start: orphans of attempts."""
 
@@ -78,8 +123,10 @@ class Orphans:
         self.strays: set[int] = set()  # alive, with no attempt named in their environment
 
     def scan(self, ours: set[int]) -> dict[int, tuple[str, str] | None]:
-        """Reap the exited ones; the live ones, each with the attempt it belongs to."""
+        """Reap the exited ones; the live ones, each with the attempt it belongs to.
+        Call it inside `GATE.scanning()`, with `ours` read there too."""
         live: dict[int, tuple[str, str] | None] = {}
+        self.strays = set()
         for pid in children() - ours:
             if _state(pid) in ("Z", "X"):
                 try:

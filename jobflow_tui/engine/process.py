@@ -13,174 +13,34 @@ import asyncio
 import os
 import re
 import signal
-import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..journal import SHELL_PREFIX, AttemptFiles
 
 if TYPE_CHECKING:
+    import psutil
+
     from .contain import Cgroup
 
-# Every attempt of a run appends its records to one file in the run's folder, each
-# `RS<attempt> pid N`, `RS<attempt> result {json}` or `RS<attempt> exit C` plus a newline,
-# in a single write (O_APPEND: records of concurrent attempts never mix). RS (0x1e, which
-# neither task names nor JSON text contain) starts each record, so one torn by a writer
-# killed mid-write, or by a full disk, spoils only itself. `pid` is written before the
-# command starts (`$$` is the wrapper, leader of the session and process group), `exit`
-# by the EXIT trap when it ends; a wrapper killed by a signal writes none, which reads as
-# "failed". One shared file, not one per attempt: creating files is a measurable part of
-# a short task's cost.
-JOURNAL = "attempts.status"
-RS = b"\x1e"
-_PRE = (
-    'printf "\\036%s pid %d\\n" "$JOBFLOW_ATTEMPT_KEY" "$$" >> "$JOBFLOW_STATUS_FILE"; '
-    "trap 'printf \"\\036%s exit %d\\n\" \"$JOBFLOW_ATTEMPT_KEY\" \"$?\" >> \"$JOBFLOW_STATUS_FILE\"' EXIT; "
-)
 # posix_spawn cannot change folder, so the wrapper does; a missing folder fails the attempt
 # with the shell's message in the log.
-SHELL_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && eval "$JOBFLOW_COMMAND"'
-ARGV_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && "$@"'
+SHELL_WRAPPER = SHELL_PREFIX + 'cd -- "$JOBFLOW_CWD" && eval "$JOBFLOW_COMMAND"'
+ARGV_WRAPPER = SHELL_PREFIX + 'cd -- "$JOBFLOW_CWD" && "$@"'
 # A command that could replace the wrapper (`exec`) or its EXIT trap (`trap`) runs in a
 # shell of its own under the wrapper instead: one process more, and the status is recorded.
-SUBSHELL_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && /bin/sh -c "$JOBFLOW_COMMAND"'
+SUBSHELL_WRAPPER = SHELL_PREFIX + 'cd -- "$JOBFLOW_CWD" && /bin/sh -c "$JOBFLOW_COMMAND"'
 # One environment variable (or argument) holds at most 128 KiB on Linux: a longer command
 # goes through a file beside the log, read by the same shell (or a shell of its own).
 MAX_INLINE_COMMAND = 64 * 1024
-FILE_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && . "$JOBFLOW_COMMAND_FILE"'
-FILE_SUBSHELL_WRAPPER = _PRE + 'cd -- "$JOBFLOW_CWD" && /bin/sh "$JOBFLOW_COMMAND_FILE"'
+FILE_WRAPPER = SHELL_PREFIX + 'cd -- "$JOBFLOW_CWD" && . "$JOBFLOW_COMMAND_FILE"'
+FILE_SUBSHELL_WRAPPER = SHELL_PREFIX + 'cd -- "$JOBFLOW_CWD" && /bin/sh "$JOBFLOW_COMMAND_FILE"'
 _TAKES_OVER = re.compile(r"\b(exec|trap)\b")
 # A task starts as from a shell: every signal at its default, none blocked. Python ignores
 # SIGPIPE (and whoever started us may have ignored or blocked others); exec keeps ignored
 # dispositions and the mask, so both are reset explicitly. (glibc's posix_spawn sets its
 # own two internal signals, 32 and 33, to ignored in the child; nothing outside glibc uses them.)
 _DEFAULT_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
-
-
-class Journal:
-    """A run's attempt records (see JOURNAL), read incrementally as the file grows."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._offset = 0
-        self._partial = b""  # a line being written as we read
-        self._records: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()  # callers may be on more than one thread
-
-    def get(self, key: str) -> dict[str, Any]:
-        """What attempt `key` recorded: "pid" (with "time" for a Python attempt), "result"
-        (raw JSON bytes), "exit"; the first line of each kind counts."""
-        with self._lock:
-            try:
-                with open(self.path, "rb") as f:
-                    f.seek(self._offset)
-                    data = f.read()
-            except OSError:
-                data = b""
-            if data:
-                self._offset += len(data)
-                *records, self._partial = (self._partial + data).split(RS)
-                for record in records:
-                    self._add_record(record)
-                if self._partial.endswith(b"\n"):  # the last record is whole
-                    self._add_record(self._partial)
-                    self._partial = b""
-            return dict(self._records.get(key, ()))
-
-    def _add_record(self, record: bytes) -> None:
-        if record.endswith(b"\n") and b"\n" not in record[:-1]:  # whole, not torn
-            _parse(self._records, record[:-1])
-
-
-def _parse(records: dict[str, dict[str, Any]], line: bytes) -> None:
-    """Add one `<attempt> <kind> <value>` line to `records`; the first of each kind counts."""
-    key, _, rest = line.partition(b" ")
-    kind, _, value = rest.partition(b" ")
-    record = records.setdefault(key.decode(errors="replace"), {})
-    if kind == b"result":
-        record.setdefault("result", value)
-        return
-    number, _, when = value.partition(b" ")
-    if kind not in (b"pid", b"exit") or not number.lstrip(b"-").isdigit() or kind.decode() in record:
-        return
-    record[kind.decode()] = int(number)
-    if when:
-        try:
-            record["time"] = float(when)
-        except ValueError:
-            pass
-
-
-_JOURNALS: dict[str, Journal] = {}
-
-
-def journal(run_dir: str) -> Journal:
-    """The one reader of a run folder's journal in this process."""
-    path = os.path.join(run_dir, JOURNAL)
-    j = _JOURNALS.get(path)
-    if j is None:
-        j = _JOURNALS[path] = Journal(path)
-    return j
-
-
-@dataclass
-class AttemptFiles:
-    """Where one attempt keeps its log and outputs, and its records in the run's journal."""
-
-    base: str  # path without suffix: <run dir>/<task>.<attempt>
-
-    @property
-    def log(self) -> str:
-        return self.base + ".log"
-
-    @property
-    def status(self) -> str:
-        """The run's journal, where this attempt's records go."""
-        return os.path.join(os.path.dirname(self.base), JOURNAL)
-
-    @property
-    def key(self) -> str:
-        """This attempt's name in the journal: <task>.<attempt>."""
-        return os.path.basename(self.base)
-
-    @property
-    def outputs(self) -> str:
-        return self.base + ".out"
-
-    def records(self) -> dict[str, Any]:
-        found = journal(os.path.dirname(self.base)).get(self.key)
-        if not found:
-            found = self._legacy()
-        return found
-
-    def _legacy(self) -> dict[str, Any]:
-        # Run folders written before the journal: a `<task>.<attempt>.status` file each.
-        try:
-            with open(self.base + ".status", "rb") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return {}
-        records: dict[str, dict[str, Any]] = {}
-        for line in lines:
-            _parse(records, b"_ " + line)
-        return records.get("_", {})
-
-    def read_result(self) -> dict | None:
-        """A Python task's result (outputs and shared_dict), if it recorded one."""
-        import json
-
-        raw = self.records().get("result")
-        try:
-            value = json.loads(raw) if raw is not None else None
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
-
-    def read_status(self) -> int | None:
-        """The exit status the attempt recorded, or None if it recorded none."""
-        return self.records().get("exit")
-
-    def read_pid(self) -> int | None:
-        """The attempt's pid, recorded before its command started."""
-        return self.records().get("pid")
 
 
 def spawn(command: str | list[str], files: AttemptFiles, env: dict[str, str], cwd: str) -> int:
@@ -245,6 +105,34 @@ def attempts_alive(attempts: list[AttemptFiles]) -> set[str]:
             if key in env and status in env:
                 found.add(name)
     return found
+
+
+def live_attempt(files: AttemptFiles, pid: int | None, created: float | None) -> psutil.Process | None:
+    """The live process of an attempt that outlived its runner, or None.
+
+    A pid alone proves little (pids are reused): the process must have the create time
+    recorded for it, or carry the attempt's environment (a command's wrapper), or have
+    been started before the attempt recorded its pid (a Python attempt forked from the
+    worker, whose environment is the worker's).
+    """
+    import psutil
+
+    pid = pid or files.read_pid()
+    if not pid:
+        return None
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if created is not None:
+            return p if abs(p.create_time() - created) < 0.05 else None
+        env = p.environ()
+        if env.get("JOBFLOW_ATTEMPT_KEY") == files.key and env.get("JOBFLOW_STATUS_FILE") == files.status:
+            return p
+        written = files.records().get("time")
+        return p if written is not None and p.create_time() <= written else None
+    except (psutil.Error, OSError):
+        return None
 
 
 def reap(pid: int) -> int | None:

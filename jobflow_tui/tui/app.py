@@ -39,7 +39,8 @@ from ..engine import (
     Scheduler,
     StateChanged,
 )
-from ..headless import format_duration, format_exit
+from ..engine.run import Owner, Run
+from ..format import format_duration, format_exit
 from ..sanitize import clean_line
 from .buffer import TailBuffer, read_tail
 from .commands import TaskCommands
@@ -56,7 +57,7 @@ FLUSH_HZ = 20
 
 
 class Dashboard(App[int]):
-    """The jobflow-tui dashboard for one Scheduler."""
+    """The jobflow-tui dashboard for one run."""
 
     CSS_PATH = "dashboard.tcss"
     TITLE = "jobflow-tui"
@@ -84,14 +85,17 @@ class Dashboard(App[int]):
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        scheduler: Run,
         *,
         start_engine: bool = True,
         clock: Callable[[], float] = time.time,
         keymap_path: str | None = None,
     ) -> None:
+        """`scheduler`: the run shown and driven, through its run API. With `start_engine`,
+        this dashboard also owns it: starts it, and stops it on quit or hang-up."""
         super().__init__()
         self.scheduler = scheduler
+        self.owner: Owner | None = scheduler if start_engine else None  # type: ignore[assignment]
         self.start_engine_on_mount = start_engine
         self.clock = clock
         self.keymap_path = keymap_path
@@ -158,9 +162,11 @@ class Dashboard(App[int]):
         import threading
 
         loop = asyncio.get_running_loop()
+        owner = self.owner
+        assert owner is not None
 
         def emergency(code: int, reason: str) -> None:
-            self.scheduler.emergency_stop(reason)
+            owner.emergency_stop(reason)
             os._exit(code)
 
         def on_signal(signum: int, _frame) -> None:
@@ -172,7 +178,7 @@ class Dashboard(App[int]):
             loop.call_soon_threadsafe(lambda: self.run_worker(self.stop(code), group="stop"))
 
             def deadline() -> None:
-                time.sleep(max((t.kill_grace for t in self.scheduler.job.tasks.values()), default=5) + 5)
+                time.sleep(owner.kill_grace + 5)
                 emergency(code, reason)
 
             threading.Thread(target=deadline, daemon=True).start()
@@ -194,8 +200,9 @@ class Dashboard(App[int]):
             threading.Thread(target=watch_terminal, daemon=True, name="jobflow-terminal").start()
 
     async def start_engine(self) -> None:
+        assert self.owner is not None
         try:
-            await self.scheduler.start()
+            await self.owner.start()
         except Exception as e:  # RunError and the like: say it and leave, nothing ran
             self.exit(2, message=f"jobflow-tui: {e}")
             return
@@ -211,13 +218,13 @@ class Dashboard(App[int]):
         t.append(clean_line(name, False))
         t.append(" ")
         t.append(r.state, style=STYLE[r.state])
-        if r.spec.max_attempts > 1 or r.attempts > 1:
-            t.append(f" {r.attempt}/{r.spec.max_attempts}", style="dim")
+        if r.max_attempts > 1 or r.attempts > 1:
+            t.append(f" {r.attempt}/{r.max_attempts}", style="dim")
         if r.started_at:
             t.append(f" {format_duration((r.finished_at or self.clock()) - r.started_at)}", style="dim")
         if r.state in (FAILED, RETRYING) and r.exit_code is not None:
             t.append(f" exit {format_exit(r.exit_code)}", style="red")
-        deps = r.spec.dependencies
+        deps = r.dependencies
         # Only what the row order does not already tell: several parents, or a distant one.
         if len(deps) > 1 or (deps and self.position[deps[0]] != self.position[name] - 1):
             t.append(f"  ← {', '.join(clean_line(d, False) for d in deps)}", style="dim")
@@ -288,7 +295,7 @@ class Dashboard(App[int]):
         s = self.scheduler
         limit = s.limit or "∞"
         t = Text(no_wrap=True)
-        t.append(f"running {s._running}/{limit}", style="bold")
+        t.append(f"running {s.running()}/{limit}", style="bold")
         cpu, mem = self.usage.cpu, self.usage.rss
         t.append(f"  cpu {cpu:.0f}%  mem {mem / 1e6:.0f} MB", style="dim")
         if s.paused:
@@ -299,14 +306,14 @@ class Dashboard(App[int]):
         s = self.scheduler
         counts = collections.Counter(r.state for r in s.tasks.values())
         t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(f" {clean_line(s.job.name, False)} ", style="bold reverse")
+        t.append(f" {clean_line(s.job_name, False)} ", style="bold reverse")
         t.append(f" {format_duration(self.clock() - s.started_at)} ")
         for state in (RUNNING, SUCCEEDED, FAILED, RETRYING, ABORTED, BLOCKED, PENDING):
             if counts.get(state):
                 t.append(f" {GLYPH[state]}{counts[state]} {state}", style=STYLE[state])
         if s.paused:
             t.append("  PAUSED", style="bold yellow")
-        elif self.idle_code is not None and not s._running:
+        elif self.idle_code is not None and not s.running():
             t.append("  done" if self.idle_code == 0 else "  stopped", style="bold")
         t.append(f"  run {s.run_id}", style="dim")
         self.header.update(t)
@@ -414,7 +421,7 @@ class Dashboard(App[int]):
         name = name or self.selected
         if not name:
             return
-        affected = [name, *self.scheduler.job.downstream(name)]
+        affected = [name, *self.scheduler.downstream(name)]
         busy = [n for n in affected if self.scheduler.tasks[n].state in ACTIVE]
         if busy and not await self.push_screen_wait(
             Confirm(f"Restart '{name}' and {len(affected) - 1} task(s) after it? "
@@ -431,7 +438,7 @@ class Dashboard(App[int]):
 
     def action_pause(self) -> None:
         if self.scheduler.paused:
-            self.scheduler.resume()
+            self.scheduler.unpause()
             self.notify("launching again", timeout=2)
         else:
             self.scheduler.pause()
@@ -509,8 +516,8 @@ class Dashboard(App[int]):
 
     async def stop(self, code: int | None) -> None:
         """End every running tree, write the checkpoint, leave with the run's exit code."""
-        if self.start_engine_on_mount:
-            await self.scheduler.shutdown("aborted: dashboard quit" if code is None else "interrupted")
+        if self.owner is not None:
+            await self.owner.shutdown("aborted: dashboard quit" if code is None else "interrupted")
         if not self.is_headless:
             _exit_if_stuck(code if code is not None else self.scheduler.exit_code())
         self.exit(code if code is not None else self.scheduler.exit_code())
@@ -540,7 +547,7 @@ def run_dashboard(scheduler: Scheduler) -> int:
         scheduler.save_now()
         pids = ", ".join(f"{r.name} (pid {r.pid})" for r in running)
         print(f"jobflow-tui: the dashboard stopped; still running: {pids}.\n"
-              f"jobflow-tui: `jobflow-tui {scheduler.job.path} --resume` adopts them.", file=sys.stderr)
+              f"jobflow-tui: `jobflow-tui {scheduler.job_path} --resume` adopts them.", file=sys.stderr)
         return 1
     if code is None:
         return app.return_code or 1

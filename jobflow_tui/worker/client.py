@@ -7,15 +7,13 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from ..jobdef.errors import Problem
 from ..jobdef.model import JobDef
-
-if TYPE_CHECKING:
-    from ..engine.process import AttemptFiles
-    from ..engine.scheduler import Scheduler, TaskRun
 
 
 class WorkerError(Exception):
@@ -47,7 +45,12 @@ class Worker:
         self._ended: dict[str, Future[None]] = {}  # _token -> set when its slot reports
         self._released: list[int] = []
         threading.Thread(target=self._read_done, args=(done_r,), daemon=True, name="jobflow-worker-done").start()
-        self.loaded = self.request({"op": "load", "dirs": dirs, "packages": packages, "files": files})
+        self.sources = {"dirs": dirs, "packages": packages, "files": files}
+        self.loaded: dict[str, Any] = {}
+
+    def load(self) -> None:
+        """Import the task modules (what `check` and `run` need first)."""
+        self.loaded = self.request({"op": "load", **self.sources})
 
     def _read_done(self, fd: int) -> None:
         # Ends at EOF: when the worker and every slot have closed their end.
@@ -130,20 +133,31 @@ def sources(job: JobDef) -> tuple[list[str], list[str], list[str]]:
     return dirs, list(job.extension_packages), list(job.task_files)
 
 
-def worker_for(job: JobDef) -> Worker:
-    dirs, packages, files = sources(job)
+def worker_for(dirs: list[str], packages: list[str], files: list[str],
+               starting: Callable[[], AbstractContextManager] = nullcontext) -> Worker:
+    """The worker (started once, then shared) that imported the task classes of these sources.
+
+    `starting`: a context around starting the worker's process and recording it (the
+    runner keeps its own children apart from orphans with it).
+    """
     key = (tuple(dirs), tuple(packages), tuple(files))
     with _LOCK:
         w = _WORKERS.get(key)
         if w is None or not w.alive():
-            w = _WORKERS[key] = Worker(dirs, packages, files)
+            with starting():
+                w = _WORKERS[key] = Worker(dirs, packages, files)
+            try:
+                w.load()
+            except BaseException:
+                del _WORKERS[key]
+                w.close()
+                raise
         return w
 
 
 def worker_pids() -> set[int]:
-    """The pids of this process's worker processes."""
-    with _LOCK:
-        return {w.proc.pid for w in _WORKERS.values()}
+    """The pids of this process's worker processes (without waiting for one being started)."""
+    return {w.proc.pid for w in list(_WORKERS.values())}
 
 
 def close_workers() -> None:
@@ -159,7 +173,7 @@ def check(job: JobDef) -> list[Problem]:
     if not tasks:
         return []
     try:
-        w = worker_for(job)
+        w = worker_for(*sources(job))
         results = w.request({
             "op": "check",
             "tasks": [{"name": t.name, "class": t.python_class, "params": t.parameters} for t in tasks],
@@ -177,30 +191,3 @@ def check(job: JobDef) -> list[Problem]:
             file, line, col = job.locate(path)
             problems.append(Problem(file, line, col, f"task '{t.name}': {err['msg']}"))
     return problems
-
-
-def spawn_task(s: Scheduler, run: TaskRun, files: AttemptFiles, env: dict[str, str]) -> tuple[int, Worker, Future[None]]:
-    """Start an attempt of a Python task in the worker: its pid, the worker, and a future set
-    if the attempt's process reports its end and stays alive."""
-    spec = run.spec
-    upstream = {n: s.tasks[n].outputs for n in s.job.upstream([run.name]) if n != run.name}  # {} too
-    snapshot = json.loads(json.dumps(s.shared_dict, default=str))
-    run._shared_snapshot = snapshot
-    w = worker_for(s.job)
-    pid, ended = w.run({
-        "op": "run",
-        "task": run.name,
-        "class": spec.python_class,
-        "params": spec.parameters,
-        "job_params": s.params,
-        "attempt": run.attempts,
-        "restart": run.attempts > 1,
-        "upstream": upstream,
-        "shared_dict": snapshot,
-        "env": {**env, "JOBFLOW_STATUS_FILE": files.status, "JOBFLOW_ATTEMPT_KEY": files.key},
-        "cwd": spec.cwd,
-        "log": files.log,
-        "status": files.status,
-        "key": files.key,
-    })
-    return pid, w, ended

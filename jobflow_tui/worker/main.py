@@ -26,13 +26,12 @@ import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from typing import Any
 
 from pydantic import ValidationError
 
-from .. import pytask
+from .. import journal, pytask
 
 MAX_ATTEMPTS_PER_SLOT = 100  # then a fresh fork: bounds what slow leaks can pile up
 
@@ -60,31 +59,16 @@ def _reaper() -> None:
         with _CHANGED:
             if pid not in _CHILDREN:
                 continue
-            journal, key = _CHILDREN.pop(pid)
+            path, key = _CHILDREN.pop(pid)
             _GONE.append(pid)
             _CHANGED.notify_all()
-        _record_exit(journal, key, pid, os.waitstatus_to_exitcode(status))
+        _record_exit(path, key, pid, os.waitstatus_to_exitcode(status))
 
 
-def _record_exit(journal: str, key: str, pid: int, code: int) -> None:
-    # Only for an attempt this very process started (its pid line) and did not finish.
-    try:
-        with open(journal, "rb") as f:
-            records = f.read().split(b"\x1e")  # see engine.process.JOURNAL
-    except OSError:
-        return
-    mine = [r.split(b" ")[1:3] for r in records if r.startswith(key.encode() + b" ")]
-    if [b"pid", str(pid).encode()] in mine and not any(m[:1] == [b"exit"] for m in mine):
-        _record(journal, key, f"exit {code}")
-
-
-def _record(journal: str, key: str, text: str) -> None:
-    """Append one line to the run's journal, in one write (lines of others never mix in)."""
-    fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"\x1e{key} {text}\n".encode())
-    finally:
-        os.close(fd)
+def _record_exit(journal_path: str, key: str, pid: int, code: int) -> None:
+    # Only for an attempt this very process started (its pid record) and did not finish.
+    if journal.exit_unrecorded(journal_path, key, pid):
+        journal.append(journal_path, key, journal.EXIT, str(code))
 
 
 def _fresh_signals() -> None:
@@ -260,7 +244,7 @@ def _slot(requests_fd: int, req: dict) -> None:
             if not keep:
                 _finish(req, code)
             _flush()
-            _record(req["status"], req["key"], "exit 0")
+            journal.append(req["status"], req["key"], journal.EXIT, "0")
             try:
                 os.write(_DONE_FD, req["done"].encode() + b"\n")
             except OSError:
@@ -311,7 +295,7 @@ def _finish(req: dict, code: int) -> None:
         os._exit(code)  # a fork of user code ending: the attempt's status is not its to write
     _flush()
     try:
-        _record(req["status"], req["key"], f"exit {code}")
+        journal.append(req["status"], req["key"], journal.EXIT, str(code))
     finally:
         os._exit(code)
 
@@ -321,8 +305,7 @@ def _attempt(req: dict) -> int:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    # With the time: the pid of a process forked from the worker proves little on its own.
-    _record(req["status"], req["key"], f"pid {os.getpid()} {time.time():.3f}")
+    journal.append_pid(req["status"], req["key"], os.getpid())
     # Fresh objects on fds 1 and 2 (now the log), whatever an earlier attempt did to them.
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
@@ -408,7 +391,7 @@ def _write_result(req: dict, task: pytask.Task, outputs: dict) -> None:
         print(f"jobflow-tui: shared_dict is not JSON-serialisable ({e}); its changes are dropped", file=sys.stderr)
         shared = None
     line = json.dumps({"outputs": outputs, "shared_dict": shared}, separators=(",", ":"))
-    _record(req["status"], req["key"], f"result {line}")  # before the exit line: found with it
+    journal.append(req["status"], req["key"], journal.RESULT, line)  # before the exit record: found with it
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""A task's live state in a run (`TaskRun`), and what one attempt of it holds while it
+runs (`Attempt`: made fresh for each attempt, so nothing of an earlier one lingers)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..jobdef.model import TaskDef
+from ..journal import AttemptFiles
+from .events import PENDING
+from .executor import Execution
+from .tail import LogTail
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One attempt while it is started, runs and is finished."""
+
+    files: AttemptFiles
+    done: asyncio.Future[None]  # set once the attempt is recorded, whatever its end
+    execution: Execution | None = None
+    tail: LogTail | None = None
+    timer: asyncio.TimerHandle | None = None  # the timeout
+    kill_reason: str = ""  # why it is being ended: an abort, a restart, "timeout"
+    killer: asyncio.Task | None = None
+    start_error: str = ""  # why it could not start
+    shared_before: dict[str, Any] | None = None  # the shared dict as the attempt received it
+    again: bool = False  # adopted, but changed since: runs again once it ends
+
+
+@dataclass(eq=False)
+class TaskRun:
+    """A task's live state in this run. Read it; change it only through the Scheduler."""
+
+    name: str
+    spec: TaskDef
+    state: str = PENDING
+    attempts: int = 0  # attempts started in this run (they number the log files)
+    budget_start: int = 0  # attempts before the current retry budget began
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    pid: int | None = None
+    create_time: float | None = None
+    logs: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    adopted: bool = False
+    selected: bool = True  # part of this run (--only leaves the others out)
+    current: Attempt | None = None  # while an attempt is started, runs or is being finished
+    retry_handle: asyncio.TimerHandle | None = None  # a retry waiting out its delay
+
+    @property
+    def attempt(self) -> int:
+        """The try within the current retry budget (1-based; 0 before the first)."""
+        return self.attempts - self.budget_start
+
+    @property
+    def max_attempts(self) -> int:
+        return self.spec.max_attempts
+
+    @property
+    def dependencies(self) -> list[str]:
+        return self.spec.dependencies
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at

@@ -1,0 +1,112 @@
+"""The seam below the scheduler: an executor starts, watches, stops and re-attaches to
+attempts without the scheduler knowing how or where they run.
+
+The scheduler hands an executor an `AttemptRequest` (plain data) and gets back an
+`Execution`; when `ended` is set it asks for the `Outcome`. Output always reaches the
+attempt's log file (`request.files.log`), which the scheduler tails, whatever the executor.
+`Executors` picks the executor of a task: the only place that knows kinds of task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..jobdef.model import JobDef, TaskDef
+from ..journal import AttemptFiles
+
+
+@dataclass
+class AttemptRequest:
+    """Everything needed to start one attempt of a task."""
+
+    task: str
+    spec: TaskDef
+    attempt: int  # attempts of this task started so far, this one included (numbers its files)
+    files: AttemptFiles
+    env: dict[str, str]  # the whole environment of the attempt
+    upstream: dict[str, dict[str, Any]]  # outputs of the tasks it depends on, directly or not
+    shared_dict: dict[str, Any]  # a copy of the job-wide dict as the attempt starts
+    params: dict[str, str]  # the run's -p KEY=VALUE parameters
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended."""
+
+    code: int | None  # exit status; -N: killed by signal N; None: ended without recording one
+    outputs: dict[str, Any] = field(default_factory=dict)
+    shared_dict: dict[str, Any] | None = None  # the attempt's copy at its end (None: not reported)
+
+
+class Execution(Protocol):
+    """One attempt, running somewhere."""
+
+    pid: int | None  # of the attempt's main process, where there is one
+    create_time: float | None  # of that process, once known (tells it from a later one of the same pid)
+    ended: asyncio.Future[None]  # set (on the loop given to `watch`) when the attempt is over
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start watching for the end; called once, on the loop, after the start."""
+
+    async def outcome(self) -> Outcome:
+        """How it ended; once `ended` is set."""
+
+    async def stop(self, grace: float) -> None:
+        """End it and everything it started: gracefully, then by force after `grace` seconds."""
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to everything it runs, at once, from any thread (an emergency stop)."""
+
+    def alive(self) -> bool:
+        """Whether anything of it still runs (from any thread)."""
+
+    def track(self) -> None:
+        """Called about once a second while it runs past a moment: keep its processes in reach."""
+
+    def claim(self, pid: int) -> None:
+        """A process of this attempt found outside its tree (an orphan that came back)."""
+
+    async def clean_up(self, grace: float) -> None:
+        """After the end: end what it left behind, release what it held."""
+
+
+class Executor(Protocol):
+    """Where and how attempts run."""
+
+    def start(self, request: AttemptRequest) -> Execution:
+        """Start an attempt (blocking: called off the event loop); raises if it cannot."""
+
+    def reattach(self, files: AttemptFiles, pid: int | None, create_time: float | None) -> Execution | None:
+        """The attempt a runner that died had started, if it still runs: to be watched again."""
+
+    def starting(self, attempts: list[AttemptFiles]) -> set[str]:
+        """Of these attempts of a runner that died, none of which recorded its pid yet: the
+        keys of those that may still be starting (a resumed run waits a moment for them;
+        the others never started)."""
+
+    def own_pids(self) -> set[int]:
+        """Children of this process that the executor started and will reap itself."""
+
+    def close(self) -> None:
+        """The run is over: release what the executor holds (blocking)."""
+
+
+class Executors:
+    """The executors of a run, and which one runs each task."""
+
+    def __init__(self, job: JobDef) -> None:
+        from .local import LocalCommands, LocalPython
+
+        self.commands = LocalCommands()
+        self.python = LocalPython(job)
+
+    def pick(self, spec: TaskDef) -> Executor:
+        return self.python if spec.python_class else self.commands
+
+    def all(self) -> list[Executor]:
+        return [self.commands, self.python]
+
+    def own_pids(self) -> set[int]:
+        return set().union(*(e.own_pids() for e in self.all()))

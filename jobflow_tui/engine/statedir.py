@@ -1,0 +1,134 @@
+"""A job's folder in the state dir: where its checkpoint, lock and run folders live.
+
+    <state dir>/<job>/checkpoint.json     the last run's state (see checkpoint.py)
+    <state dir>/<job>/lock                held by the one process that runs the job
+    <state dir>/<job>/runs/<run id>/      each run's logs and journal
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+
+from ..journal import AttemptFiles
+
+MAX_SAFE_NAME = 200  # a file name holds at most 255 bytes; room is left for ".<attempt>.<kind>"
+
+
+class RunError(Exception):
+    """The run cannot start (state dir locked or unusable, previous run still alive, bad checkpoint)."""
+
+
+def default_state_dir(job_directory: str) -> str:
+    """$JOBFLOW_STATE_DIR, or `.jobflow` beside the job file."""
+    return os.environ.get("JOBFLOW_STATE_DIR") or os.path.join(job_directory, ".jobflow")
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a task or job name, unique per name and short enough for
+    any file system (the full name stays in the checkpoint)."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    if safe != name or not safe or len(safe) > MAX_SAFE_NAME:
+        safe = f"{safe[:60]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return safe
+
+
+class StateDir:
+    """The folder of one job in a state dir, and its lock."""
+
+    def __init__(self, root: str, job_name: str) -> None:
+        self.root = os.path.abspath(root)
+        self.job_name = job_name
+        self.job_dir = os.path.join(self.root, safe_name(job_name))
+        self.checkpoint_path = os.path.join(self.job_dir, "checkpoint.json")
+        self.lock_path = os.path.join(self.job_dir, "lock")
+        self._lock_fd: int | None = None
+
+    def run_dir(self, run_id: str) -> str:
+        return os.path.join(self.job_dir, "runs", run_id)
+
+
+    def lock(self) -> None:
+        """Become the one runner of this job (RunError if another process is, or if the
+        folder cannot be made or written)."""
+        try:
+            os.makedirs(self.job_dir, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise RunError(f"cannot use the state folder {self.job_dir}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                other = os.read(fd, 32).decode(errors="replace").strip()
+            finally:
+                os.close(fd)
+            raise RunError(f"job '{self.job_name}' is already being run from {self.job_dir} (pid {other or '?'})") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as e:
+            os.close(fd)
+            raise RunError(f"cannot use the state folder {self.job_dir}: {e.strerror}") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def runner_alive(self) -> bool:
+        """Whether some process holds this job's lock (runs it) right now."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+
+def attempt_files(run_dir: str, task: str, attempt: int) -> AttemptFiles:
+    """Where attempt `attempt` of `task` keeps its files: <run dir>/<task>.<attempt>.*"""
+    return AttemptFiles(os.path.join(run_dir, f"{safe_name(task)}.{attempt}"))
+
+
+def attempts_on_disk(run_dir: str) -> dict[str, int]:
+    """Safe task name -> the highest attempt number with files in a run's folder.
+
+    The files, not the checkpoint, are the truth about what was started: each attempt's
+    log exists before its code runs, and a runner killed a moment after starting an
+    attempt may not have recorded it yet.
+    """
+    found: dict[str, int] = {}
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return found
+    for fn in names:
+        stem, _, rest = fn.partition(".")  # safe names hold no dot: <task>.<attempt>.<kind>
+        num = rest.split(".", 1)[0]
+        if num.isdigit():
+            found[stem] = max(found.get(stem, 0), int(num))
+    return found
+
+
+FULL_DISK = 64 * 1024  # free bytes under which a disk counts as full
+
+
+def disk_full(folder: str) -> str:
+    """"" or, when the disk holding `folder` is full, a note saying so (why a log may be
+    cut short)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return ""
+    if st.f_bavail * st.f_frsize >= FULL_DISK:
+        return ""
+    return f"the disk holding its log ({folder}) is full"
