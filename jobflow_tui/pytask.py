@@ -39,6 +39,11 @@ class Task(BaseModel):
 
     # ---- what a task can use ----------------------------------------------------
 
+    def with_context(self, context: dict[str, Any]) -> Task:
+        """This task, given its attempt's context: shared_dict, params, task, attempt, upstream."""
+        self._ctx = context
+        return self
+
     @property
     def shared_dict(self) -> dict[str, Any]:
         """The job-wide dict: changes are merged back when the task ends and checkpointed."""

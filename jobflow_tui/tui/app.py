@@ -7,11 +7,9 @@ refresh per frame, not one widget write per line. Actions call the engine's publ
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import shlex
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,40 +17,33 @@ from collections.abc import Callable
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SuspendNotSupported
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Sparkline, Static
 
 from ..engine import (
     ABORTED,
     ACTIVE,
-    BLOCKED,
     FAILED,
-    PENDING,
-    RETRYING,
     RUNNING,
-    SUCCEEDED,
     Event,
     Notice,
     Output,
     RunIdle,
-    Scheduler,
     StateChanged,
 )
 from ..engine.run import Owner, Run
-from ..format import format_duration, format_exit
 from ..sanitize import clean_line
+from . import hangup
+from .actions import bindings, help_rows
 from .buffer import TailBuffer, read_tail
 from .commands import TaskCommands
 from .keys import load_keymap
 from .logview import LogView
+from .rows import gauge, group_row, header, log_title, task_row
 from .screens import Confirm, Help
 from .tasklist import TaskList
 from .usage import UsageSampler
 
-GLYPH = {PENDING: "·", RUNNING: "▶", SUCCEEDED: "✓", FAILED: "✗", ABORTED: "■", RETRYING: "↻", BLOCKED: "⊘"}
-STYLE = {PENDING: "dim", RUNNING: "bold cyan", SUCCEEDED: "green", FAILED: "bold red",
-         ABORTED: "magenta", RETRYING: "yellow", BLOCKED: "dim red"}
 FLUSH_HZ = 20
 
 
@@ -62,26 +53,7 @@ class Dashboard(App[int]):
     CSS_PATH = "dashboard.tcss"
     TITLE = "jobflow-tui"
     COMMANDS = App.COMMANDS | {TaskCommands}
-    BINDINGS = [
-        Binding("j", "cursor(1)", "down", show=False, id="down"),
-        Binding("k", "cursor(-1)", "up", show=False, id="up"),
-        Binding("enter", "focus_log", "log", id="log"),
-        Binding("r", "retry", "retry", id="retry"),
-        Binding("R", "restart", "restart", id="restart"),
-        Binding("a,x", "abort", "abort", id="abort"),
-        Binding("A", "abort_all", "abort all", id="abort_all"),
-        Binding("p", "pause", "pause", id="pause"),
-        Binding("f", "follow", "follow", id="follow"),
-        Binding("slash", "search", "search", id="search"),
-        Binding("n", "next_match(1)", "next", show=False, id="next_match"),
-        Binding("N", "next_match(-1)", "previous", show=False, id="previous_match"),
-        Binding("left_square_bracket", "attempt(-1)", "earlier attempt", show=False, id="earlier_attempt"),
-        Binding("right_square_bracket", "attempt(1)", "later attempt", show=False, id="later_attempt"),
-        Binding("o", "pager", "pager", id="pager"),
-        Binding("question_mark", "help", "help", id="help"),
-        Binding("q", "quit_app", "quit", id="quit"),
-        Binding("escape", "focus_tree", "tasks", show=False, id="tasks"),
-    ]
+    BINDINGS = bindings()
 
     def __init__(
         self,
@@ -145,59 +117,11 @@ class Dashboard(App[int]):
             self.set_interval(1.0, self.tick)
             self.run_worker(self.start_engine(), group="engine", exit_on_error=False)
             self.sample_usage()
-            if not self.is_headless:  # a real terminal (tests drive the app in-process)
-                self.install_signal_handlers()
+            if not self.is_headless and self.owner is not None:  # a real terminal (not a test)
+                hangup.install(self.owner, lambda code: self.run_worker(self.stop(code), group="stop"))
         self.show(self.scheduler.order[0])
         self.refresh_header()
         self.refresh_gauge()
-
-    def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGHUP end the running trees and save the checkpoint, whatever the UI does.
-
-        These are plain handlers, not event-loop ones: when the terminal vanishes, the UI can
-        block inside its output thread and the loop never runs again, so the stop must not
-        depend on it. SIGTERM first tries the orderly way (terminal restored), with a
-        deadline; SIGHUP (no terminal left to restore) stops at once.
-        """
-        import threading
-
-        loop = asyncio.get_running_loop()
-        owner = self.owner
-        assert owner is not None
-
-        def emergency(code: int, reason: str) -> None:
-            owner.emergency_stop(reason)
-            os._exit(code)
-
-        def on_signal(signum: int, _frame) -> None:
-            code = 128 + signum
-            reason = f"interrupted by {signal.Signals(signum).name}"
-            if signum == signal.SIGHUP:
-                threading.Thread(target=emergency, args=(code, reason), daemon=True).start()
-                return
-            loop.call_soon_threadsafe(lambda: self.run_worker(self.stop(code), group="stop"))
-
-            def deadline() -> None:
-                time.sleep(owner.kill_grace + 5)
-                emergency(code, reason)
-
-            threading.Thread(target=deadline, daemon=True).start()
-
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, on_signal)
-
-        # A terminal can also vanish with no SIGHUP sent to us (it was not our controlling
-        # terminal, say): then Textual's input thread spins on the dead tty at full CPU. A hung
-        # up tty fails isatty(), so look once a second and stop as for SIGHUP.
-        terminals = [fd for fd in (0, 1, 2) if os.isatty(fd)]
-
-        def watch_terminal() -> None:
-            while all(os.isatty(fd) for fd in terminals):
-                time.sleep(1.0)
-            emergency(128 + signal.SIGHUP, "the terminal went away")
-
-        if terminals:
-            threading.Thread(target=watch_terminal, daemon=True, name="jobflow-terminal").start()
 
     async def start_engine(self) -> None:
         assert self.owner is not None
@@ -212,34 +136,10 @@ class Dashboard(App[int]):
     # ---- engine events -> widgets -----------------------------------------------
 
     def label(self, name: str) -> Text:
-        r = self.scheduler.tasks[name]
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(f"{GLYPH[r.state]} ", style=STYLE[r.state])
-        t.append(clean_line(name, False))
-        t.append(" ")
-        t.append(r.state, style=STYLE[r.state])
-        if r.max_attempts > 1 or r.attempts > 1:
-            t.append(f" {r.attempt}/{r.max_attempts}", style="dim")
-        if r.started_at:
-            t.append(f" {format_duration((r.finished_at or self.clock()) - r.started_at)}", style="dim")
-        if r.state in (FAILED, RETRYING) and r.exit_code is not None:
-            t.append(f" exit {format_exit(r.exit_code)}", style="red")
-        deps = r.dependencies
-        # Only what the row order does not already tell: several parents, or a distant one.
-        if len(deps) > 1 or (deps and self.position[deps[0]] != self.position[name] - 1):
-            t.append(f"  ← {', '.join(clean_line(d, False) for d in deps)}", style="dim")
-        return t
+        return task_row(name, self.scheduler.tasks[name], self.clock(), self.position)
 
     def group_label(self, group) -> Text:
-        """A group's row: its prefix, size, and how many members are in each state."""
-        counts = collections.Counter(self.scheduler.tasks[n].state for n in group.members)
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append("▸ " if group.folded else "▾ ", style="bold")
-        t.append(f"{clean_line(group.prefix, False)}… ({len(group.members)})", style="bold")
-        for state in (RUNNING, FAILED, RETRYING, ABORTED, BLOCKED, SUCCEEDED, PENDING):
-            if counts.get(state):
-                t.append(f"  {GLYPH[state]}{counts[state]}", style=STYLE[state])
-        return t
+        return group_row(group.prefix, group.members, group.folded, self.scheduler.tasks)
 
     def on_engine_event(self, e: Event) -> None:
         """The engine's listener: output goes to its task's buffer at once (a cheap append
@@ -292,50 +192,15 @@ class Dashboard(App[int]):
         self.usage.run(lambda: self.is_running)
 
     def refresh_gauge(self) -> None:
-        s = self.scheduler
-        limit = s.limit or "∞"
-        t = Text(no_wrap=True)
-        t.append(f"running {s.running()}/{limit}", style="bold")
-        cpu, mem = self.usage.cpu, self.usage.rss
-        t.append(f"  cpu {cpu:.0f}%  mem {mem / 1e6:.0f} MB", style="dim")
-        if s.paused:
-            t.append("  PAUSED", style="bold yellow")
-        self.gauge.update(t)
+        self.gauge.update(gauge(self.scheduler, self.usage.cpu, self.usage.rss))
 
     def refresh_header(self) -> None:
-        s = self.scheduler
-        counts = collections.Counter(r.state for r in s.tasks.values())
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(f" {clean_line(s.job_name, False)} ", style="bold reverse")
-        t.append(f" {format_duration(self.clock() - s.started_at)} ")
-        for state in (RUNNING, SUCCEEDED, FAILED, RETRYING, ABORTED, BLOCKED, PENDING):
-            if counts.get(state):
-                t.append(f" {GLYPH[state]}{counts[state]} {state}", style=STYLE[state])
-        if s.paused:
-            t.append("  PAUSED", style="bold yellow")
-        elif self.idle_code is not None and not s.running():
-            t.append("  done" if self.idle_code == 0 else "  stopped", style="bold")
-        t.append(f"  run {s.run_id}", style="dim")
-        self.header.update(t)
+        self.header.update(header(self.scheduler, self.clock(), self.idle_code))
 
     def refresh_log_title(self) -> None:
-        if self.shown is None:
-            return
-        r = self.scheduler.tasks[self.shown]
-        view = self.logview
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(f" {clean_line(self.shown, False)} ", style="bold")
-        if r.attempts:
-            n = self.attempt_shown or r.attempts
-            t.append(f"attempt {n}/{r.attempts}{'' if self.attempt_shown is None else ' (earlier)'}  ")
-        if view.search_term:
-            pos = f"{view.match_index + 1}/{len(view.matches)}" if view.matches else "no match"
-            t.append(f"/{view.search_term} {pos}  ", style="yellow")
-        if view.follow:
-            t.append("following", style="dim")
-        else:
-            t.append(f"paused: {view.unseen} new lines (f or End to follow)", style="bold yellow")
-        self.logtitle.update(t)
+        if self.shown is not None:
+            self.logtitle.update(log_title(self.shown, self.scheduler.tasks[self.shown], self.attempt_shown,
+                                           self.logview))
 
     def show(self, name: str, attempt: int | None = None) -> None:
         """Put a task's log in the pane: the live tail, or an earlier attempt from disk."""
@@ -391,7 +256,7 @@ class Dashboard(App[int]):
     def run_task_action(self, action: str, name: str) -> None:
         """An action on a named task (from the command palette)."""
         self.tasklist.move_to(name)
-        if action != "show":
+        if action != "show":  # "show log of": the cursor on it is enough
             getattr(self, f"action_{action}")(name)
 
     def run_job_action(self, action: str) -> None:
@@ -503,7 +368,7 @@ class Dashboard(App[int]):
             self.notify(f"cannot run pager {pager[0]!r}: {e.strerror}", severity="error")
 
     def action_help(self) -> None:
-        self.push_screen(Help(self.BINDINGS, self._keymap))
+        self.push_screen(Help(help_rows(self._keymap)))
 
     @work(group="actions", exit_on_error=False)
     async def action_quit_app(self) -> None:
@@ -519,36 +384,5 @@ class Dashboard(App[int]):
         if self.owner is not None:
             await self.owner.shutdown("aborted: dashboard quit" if code is None else "interrupted")
         if not self.is_headless:
-            _exit_if_stuck(code if code is not None else self.scheduler.exit_code())
+            hangup.exit_if_stuck(code if code is not None else self.scheduler.exit_code())
         self.exit(code if code is not None else self.scheduler.exit_code())
-
-
-def _exit_if_stuck(code: int, grace: float = 5.0) -> None:
-    """Leave anyway if the terminal cannot be restored within `grace` seconds."""
-    import threading
-
-    def watchdog() -> None:
-        time.sleep(grace)
-        os._exit(code)
-
-    threading.Thread(target=watchdog, daemon=True, name="jobflow-exit-watchdog").start()
-
-
-def run_dashboard(scheduler: Scheduler) -> int:
-    """Run the dashboard until the operator quits; the exit code of the run."""
-    import sys
-
-    app = Dashboard(scheduler)
-    code = app.run()
-    running = [r for r in scheduler.tasks.values() if r.state == RUNNING]
-    if running:
-        # The dashboard stopped on an error. Tasks never depend on it: they keep running,
-        # recorded in the checkpoint, and a resumed run adopts them instead of starting them again.
-        scheduler.save_now()
-        pids = ", ".join(f"{r.name} (pid {r.pid})" for r in running)
-        print(f"jobflow-tui: the dashboard stopped; still running: {pids}.\n"
-              f"jobflow-tui: `jobflow-tui {scheduler.job_path} --resume` adopts them.", file=sys.stderr)
-        return 1
-    if code is None:
-        return app.return_code or 1
-    return code

@@ -1,4 +1,5 @@
-"""Command palette entries: every action on every task, as "task: retry extract"."""
+"""Command palette entries: every action on every task, as "task: retry extract", and
+the job's own ("job: pause / resume launching"), from the one list of actions."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from functools import partial
 
 from textual.command import Hit, Hits, Provider
 
-TASK_ACTIONS = [("retry", "retry"), ("restart", "restart"), ("abort", "abort"), ("show", "show log of")]
-JOB_ACTIONS = [("pause", "pause / resume launching"), ("abort_all", "abort all running tasks"), ("help", "help")]
+from .actions import palette
 
 
 class TaskCommands(Provider):
@@ -17,13 +17,13 @@ class TaskCommands(Provider):
         app = self.app
         matcher = self.matcher(query)
         for name in app.scheduler.order:
-            for action, words in TASK_ACTIONS:
+            for action, words in palette("task"):
                 text = f"task: {words} {name}"
                 score = matcher.match(text)
                 if score > 0:
                     yield Hit(score, matcher.highlight(text), partial(app.run_task_action, action, name),
                               help=f"{app.scheduler.tasks[name].state}")
-        for action, words in JOB_ACTIONS:
+        for action, words in palette("job"):
             text = f"job: {words}"
             score = matcher.match(text)
             if score > 0:

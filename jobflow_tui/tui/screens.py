@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -33,41 +31,21 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-def describe_keys(bindings: list[Binding], keymap: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(keys, description) for every binding, with the user's remapping applied."""
-    rows = []
-    for b in bindings:
-        keys = keymap.get(b.id, b.key) if b.id else b.key
-        shown = ", ".join(_key_name(k.strip()) for k in keys.split(","))
-        rows.append((shown, b.description))
-    return rows
-
-
-def _key_name(key: str) -> str:
-    return {
-        "slash": "/", "question_mark": "?", "left_square_bracket": "[", "right_square_bracket": "]",
-        "enter": "Enter", "escape": "Esc",
-    }.get(key, key)
-
-
 class Help(ModalScreen[None]):
-    """Every key of the dashboard, generated from its bindings."""
+    """Every key of the dashboard, from its one list of actions."""
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
 
-    def __init__(self, bindings: list[Binding], keymap: Mapping[str, str]) -> None:
+    def __init__(self, rows: list[tuple[str, str, bool]]) -> None:
         super().__init__()
-        self.rows = describe_keys(bindings, keymap)
+        self.rows = rows
 
     def compose(self) -> ComposeResult:
         text = Text()
         text.append("Keys\n\n", style="bold")
-        for keys, description in self.rows:
-            text.append(f"  {keys:<14}", style="bold")
+        for keys, description, bound in self.rows:
+            text.append(f"  {keys:<14}", style="bold" if bound else "")
             text.append(f"{description}\n")
-        text.append("  up, down      move (PgUp, PgDn, Home, End)\n")
-        text.append("  space         fold a group (shard-01, shard-02…)\n")
-        text.append("  ctrl+p        palette: task: retry NAME, …\n")
         text.append("\nEsc or ? closes; up/down scroll.", style="dim")
         with VerticalScroll(id="dialog"):
             yield Static(text)

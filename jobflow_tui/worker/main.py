@@ -325,11 +325,10 @@ def _attempt(req: dict) -> int:
         print(f"jobflow-tui: cannot enter working folder {req['cwd']}: {e.strerror}", file=sys.stderr)
         return 2
     cls = pytask.registry()[req["class"]]
-    task = cls.model_validate(req["params"])
-    task._ctx = {
+    task = cls.model_validate(req["params"]).with_context({
         "shared_dict": req["shared_dict"], "params": req["job_params"], "task": req["task"],
         "attempt": req["attempt"], "upstream": req["upstream"],
-    }
+    })
 
     def aborted(signum: int, _frame: Any) -> None:
         # Abort or timeout: the hook gets its say within the grace period, then we go.
