@@ -53,6 +53,7 @@ class AttemptRunner:
         self._wake = asyncio.Event()
         self._ticker: asyncio.Task | None = None
         self._by_safe_name: dict[str, TaskRun] = {}
+        self._watched: dict[TaskRun, Attempt] = {}  # attempts whose log is tailed, in start order
 
     def start_ticking(self) -> None:
         self._ticker = self._background(self._tick())
@@ -93,6 +94,7 @@ class AttemptRunner:
         attempt.execution = execution
         run.pid = execution.pid
         attempt.tail = LogTail(attempt.files.log)
+        self._watched[run] = attempt
         execution.watch(asyncio.get_running_loop())
         execution.ended.add_done_callback(lambda _f: self._background(self._outcome(run, attempt)))
         self._wake.set()
@@ -176,6 +178,8 @@ class AttemptRunner:
                     break
                 await asyncio.sleep(0)
         attempt.tail = None
+        if self._watched.get(run) is attempt:
+            del self._watched[run]
 
     def close(self) -> None:
         """The run is over: orphans ended (in the background), the ticker stopped."""
@@ -193,8 +197,7 @@ class AttemptRunner:
     async def _tick(self) -> None:
         last_track = 0.0
         while True:
-            running = [r for r in self.tasks.values()
-                       if r.state == RUNNING and r.current is not None and r.current.tail is not None]
+            running = [r for r, a in self._watched.items() if r.current is a and a.tail is not None]
             if not running:
                 self._wake.clear()
                 await self._wake.wait()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from .events import RUNNING, Notice
 
 FORMAT = 1
 SAVE_INTERVAL = 0.05  # at most this often a write; changes in between coalesce
+WRITE_SHARE = 0.1  # and writing takes at most this share of the time (a big job's checkpoint is big)
 RETRY_INTERVAL = 1.0  # seconds between tries of a write that failed
 RESERVE = 64 * 1024  # bytes kept aside (at least) so the next write fits on a full disk
 
@@ -233,11 +235,13 @@ class CheckpointWriter:
                     return
                 await self._dirty.wait()
             self._dirty.clear()
+            began = time.monotonic()
             version, data = self._version, self.document()
             pause = SAVE_INTERVAL
             try:
                 await loop.run_in_executor(None, self._store, data)
                 self._written = version
+                pause = max(SAVE_INTERVAL, (time.monotonic() - began) * (1 / WRITE_SHARE - 1))
             except OSError as e:
                 self._failed(e)
                 if self._closing.is_set():

@@ -24,7 +24,7 @@ from .dag import TaskStates
 from .events import ABORTED, ACTIVE, FAILED, PENDING, RETRYING, RUNNING, Event, Notice, RunIdle
 from .executor import AttemptRequest, Executor, Executors, Outcome
 from .outputs import merge_shared
-from .statedir import RunError, StateDir, attempt_files, default_state_dir, disk_full
+from .statedir import DiskWatch, RunError, StateDir, attempt_files, default_state_dir
 
 
 class Scheduler:
@@ -169,6 +169,7 @@ class Scheduler:
         try:
             adopted = self._take_over()
             self.run_dir = self.state.run_dir(self.run_id)
+            self._disk = DiskWatch(self.run_dir)
             self.attempts.journal = os.path.join(self.run_dir, "attempts.status")
             self._base_env = run_environment(self.job, self.run_id, self.state_dir, self.params)
             try:
@@ -368,7 +369,7 @@ class Scheduler:
             if merge_shared(self.shared_dict, attempt.shared_before, outcome.shared_dict):
                 self.checkpoint.changed()
         self._running -= 1
-        note = disk_full(self.run_dir)
+        note = self._disk.note(fresh=outcome.code != 0)
         if note and outcome.code == 0:
             self._emit(Notice(f"the log of task '{run.name}' may be incomplete: {note}"))
         self.states.ended(run, attempt, outcome.code, note)

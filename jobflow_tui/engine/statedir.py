@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import os
 import re
+import time
 
 from ..journal import AttemptFiles
 
@@ -122,13 +123,25 @@ def attempts_on_disk(run_dir: str) -> dict[str, int]:
 FULL_DISK = 64 * 1024  # free bytes under which a disk counts as full
 
 
-def disk_full(folder: str) -> str:
-    """"" or, when the disk holding `folder` is full, a note saying so (why a log may be
-    cut short)."""
-    try:
-        st = os.statvfs(folder)
-    except OSError:
-        return ""
-    if st.f_bavail * st.f_frsize >= FULL_DISK:
-        return ""
-    return f"the disk holding its log ({folder}) is full"
+class DiskWatch:
+    """Whether the disk holding a folder is full, looked at most once a second (a job of
+    many short tasks ends hundreds of attempts a second)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self._checked = -1.0
+        self._note = ""
+
+    def note(self, fresh: bool = False) -> str:
+        """"" or, when the disk is full, a note saying so (why a log may be cut short).
+        `fresh`: look now, whenever the last look was."""
+        now = time.monotonic()
+        if fresh or now - self._checked >= 1.0:
+            self._checked = now
+            try:
+                st = os.statvfs(self.folder)
+                full = st.f_bavail * st.f_frsize < FULL_DISK
+            except OSError:
+                full = False
+            self._note = f"the disk holding its log ({self.folder}) is full" if full else ""
+        return self._note
