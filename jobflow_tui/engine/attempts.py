@@ -158,6 +158,7 @@ class AttemptRunner:
         if attempt.killer is not None:
             await asyncio.shield(attempt.killer)
         if attempt.execution is not None:
+            attempt.execution.release()
             # What it left behind is ended (in the background: the run goes on meanwhile).
             self._background(attempt.execution.clean_up(run.spec.kill_grace))
         self._ended(run, attempt, outcome)

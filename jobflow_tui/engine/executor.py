@@ -68,8 +68,12 @@ class Execution(Protocol):
     def claim(self, pid: int) -> None:
         """A process of this attempt found outside its tree (an orphan that came back)."""
 
+    def release(self) -> None:
+        """Its end is recorded: let go at once of what the next attempt may need (a process
+        to reuse), before anything else is launched."""
+
     async def clean_up(self, grace: float) -> None:
-        """After the end: end what it left behind, release what it held."""
+        """After the end, in the background: end what it left behind, free what it held."""
 
 
 class Executor(Protocol):

@@ -56,6 +56,9 @@ class _Local:
                 pass
         self.tree.track(self.pid)
 
+    def release(self) -> None:
+        pass
+
     async def clean_up(self, grace: float) -> None:
         if self.tree.alive():  # only what it left behind: its main process is gone
             await self.tree.kill(grace)
@@ -139,11 +142,14 @@ class PythonExecution(_Local):
             code = self.files.read_status()
         return recorded_outcome(self.files, code)
 
-    async def clean_up(self, grace: float) -> None:
+    def release(self) -> None:
         if self.kept:
             assert self.pid is not None
             self.worker.release(self.pid)  # only now: an abort of this attempt can no longer reach it
-            return
+
+    async def clean_up(self, grace: float) -> None:
+        if self.kept:
+            return  # it lives on for another attempt, with nothing left behind
         # It is reaped by its worker, not by us, and a zombie still counts as a member of
         # its group: a moment first.
         await asyncio.sleep(0.05)

@@ -22,5 +22,6 @@ class JobFileError(Exception):
     """Raised with every problem found at once; nothing has run."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column))
+        # The same place can be reached twice (a value shared through an alias): say it once.
+        self.problems = sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line, p.column))
         super().__init__("\n".join(str(p) for p in self.problems))
