@@ -292,3 +292,19 @@ def test_in_a_cgroup_even_a_daemon_that_hides_its_origin_ends_with_its_attempt(t
         for pid in _daemons(tmp_path):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_arguments_and_environment_values_too_long_for_the_system_are_located(tmp_path: Path) -> None:
+    """An argv command or an env value past what exec allows is refused before anything
+    runs, at its place in the file (a shell string of any length runs: see above)."""
+    big = "x" * 200_000
+    write(tmp_path / "job.yaml", f"""
+        tasks:
+          argv: {{command: [echo, '{big}']}}
+          env: {{command: 'true', env: {{BIG: '{big}'}}}}
+    """)
+    r = cli("job.yaml", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "job.yaml:2:" in r.stderr and "argument 2 of 'command'" in r.stderr
+    assert "job.yaml:3:" in r.stderr and "too long for an environment variable" in r.stderr
+    assert not (tmp_path / ".jobflow").exists()  # nothing ran

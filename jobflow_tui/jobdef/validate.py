@@ -184,6 +184,11 @@ def _task(r: Reporter, i: int, tname: Any, spec: Any, defaults: _Defaults, direc
             t.command = cmd
         elif isinstance(cmd, list) and cmd and all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in cmd):
             t.command = [str(a) for a in cmd]
+            for n, a in enumerate(t.command):
+                if len(a.encode()) >= MAX_STRING:
+                    r.error(tp + ("command", n), f"argument {n + 1} of 'command' is {len(a.encode())} bytes: one argument "
+                            "holds at most 128 KiB (a shell string may be any length; or pass it in a file)")
+                    break
         else:
             r.error(tp + ("command",), "'command' must be a non-empty string (run by the shell) or a list of arguments")
     if cls is not None:
@@ -330,6 +335,10 @@ def _num(r: Reporter, spec: dict, p: Path, key: str, default: Any, minimum: floa
     return float(v)
 
 
+# Linux holds each argument and each NAME=value of a new program in at most 128 KiB.
+MAX_STRING = 128 * 1024
+
+
 def _env(r: Reporter, spec: dict, p: Path) -> dict[str, str]:
     env = spec.get("env")
     if env is None:
@@ -345,6 +354,8 @@ def _env(r: Reporter, spec: dict, p: Path) -> dict[str, str]:
             out[k] = "true" if v else "false"
         elif isinstance(v, (str, int, float)):
             out[k] = str(v)
+            if len(k) + 1 + len(out[k].encode()) >= MAX_STRING:
+                r.error(p + ("env", k), f"the value of '{k}' is too long for an environment variable (at most 128 KiB)")
         else:
             r.error(p + ("env", k), f"the value of '{k}' must be a string or number, not {type_name(v)}")
     return out

@@ -38,6 +38,13 @@ class TailBuffer:
     def lines(self) -> list[str]:
         if self._blocks:
             blocks, self._blocks, self._block_chars = self._blocks, [], 0
+            if len(blocks[-1]) > self.max_chars // 4:
+                # A flood: of its last block, only the lines the buffer keeps are split.
+                *earlier, last = blocks
+                head, *tail = last.rsplit(b"\n", self.limit)
+                if len(tail) == self.limit:
+                    self.dropped += len(self._lines) + count_lines(head) + sum(map(count_lines, earlier))
+                    self._lines, self.chars, blocks = [], 0, [b"\n".join(tail)]
             for block in blocks:
                 self.extend(pieces(block.decode("utf-8", "replace")))
         return self._lines
@@ -45,7 +52,8 @@ class TailBuffer:
     @property
     def total(self) -> int:
         """Lines ever added (dropped ones included)."""
-        return self.dropped + len(self.lines)
+        kept = len(self.lines)  # first: splitting what waits may drop lines
+        return self.dropped + kept
 
     def add_block(self, data: bytes) -> None:
         """Raw lines joined by b"\\n", decoded and split when shown."""
