@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .engine import (
     ABORTED,
@@ -27,9 +27,11 @@ from .engine import (
     Scheduler,
     StateChanged,
 )
-from .engine.run import Run
 from .format import SUMMARY_ORDER, format_duration, format_exit
 from .sanitize import clean_block, clean_line
+
+if TYPE_CHECKING:
+    from .engine.run import Run
 
 STATE_SGR = {
     PENDING: "2", RUNNING: "36", SUCCEEDED: "32", FAILED: "31;1",

@@ -30,10 +30,14 @@ PID, RESULT, EXIT = "pid", "result", "exit"
 
 # The same records, from the shell that wraps a command: its pid (`$$`, leader of the
 # attempt's session and process group) before the command runs, its exit status from the
-# EXIT trap. The attempt's key and the journal's path come in its environment.
+# EXIT trap. Then the shell itself opens the attempt's log as its stdout and stderr: the
+# file is made in the child, beside the runner's work rather than in its way (making a
+# file costs up to a millisecond on some file systems). The attempt's key, the journal's
+# path and the log's come in its environment.
 SHELL_PREFIX = (
     f'printf "\\036%s {PID} %d\\n" "$JOBFLOW_ATTEMPT_KEY" "$$" >> "$JOBFLOW_STATUS_FILE"; '
     f"trap 'printf \"\\036%s {EXIT} %d\\n\" \"$JOBFLOW_ATTEMPT_KEY\" \"$?\" >> \"$JOBFLOW_STATUS_FILE\"' EXIT; "
+    'exec >> "$JOBFLOW_LOG" 2>&1 || exit 125; '
 )
 
 

@@ -15,20 +15,23 @@ from .executor import Execution
 from .tail import LogTail
 
 
-@dataclass(eq=False)
 class Attempt:
     """One attempt while it is started, runs and is finished."""
 
-    files: AttemptFiles
-    done: asyncio.Future[None]  # set once the attempt is recorded, whatever its end
-    execution: Execution | None = None
-    tail: LogTail | None = None
-    timer: asyncio.TimerHandle | None = None  # the timeout
-    kill_reason: str = ""  # why it is being ended: an abort, a restart, "timeout"
-    killer: asyncio.Task | None = None
-    start_error: str = ""  # why it could not start
-    shared_before: dict[str, Any] | None = None  # the shared dict as the attempt received it
-    again: bool = False  # adopted, but changed since: runs again once it ends
+    __slots__ = ("files", "done", "execution", "tail", "timer", "kill_reason", "killer", "start_error",
+                 "shared_before", "again")
+
+    def __init__(self, files: AttemptFiles, done: asyncio.Future[None], again: bool = False) -> None:
+        self.files = files
+        self.done = done  # set once the attempt is recorded, whatever its end
+        self.execution: Execution | None = None
+        self.tail: LogTail | None = None
+        self.timer: asyncio.TimerHandle | None = None  # the timeout
+        self.kill_reason = ""  # why it is being ended: an abort, a restart, "timeout"
+        self.killer: asyncio.Task | None = None
+        self.start_error = ""  # why it could not start
+        self.shared_before: dict[str, Any] | None = None  # the shared dict as the attempt received it
+        self.again = again  # adopted, but changed since: runs again once it ends
 
 
 @dataclass(eq=False)

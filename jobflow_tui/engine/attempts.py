@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..jobdef.model import JobDef, TaskDef
 from ..journal import AttemptFiles
@@ -23,12 +23,14 @@ from . import contain, process
 from .attempt import Attempt, TaskRun
 from .events import RUNNING, Event, Output
 from .executor import AttemptRequest, Execution, Executor, Executors, Outcome
-from .resume import Adopted
-from .statedir import safe_name
+from .statedir import note_launch, safe_name
 from .tail import LogTail
 
-# Starting an attempt blocks (posix_spawn returns once the child has exec'd; the Python
-# worker answers a request): in threads, so the loop goes on reaping and launching.
+if TYPE_CHECKING:
+    from .resume import Adopted
+
+# Starting an attempt that may take a while (the Python worker answers a request, and is
+# started itself on first use) happens in threads, so the loop goes on meanwhile.
 _STARTER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jobflow-start")
 TAIL_INTERVAL = 0.05  # seconds between reads of running tasks' logs
 TRACK_INTERVAL = 1.0  # seconds between looks after long attempts' processes
@@ -62,7 +64,18 @@ class AttemptRunner:
 
     def start(self, run: TaskRun, attempt: Attempt, request: AttemptRequest) -> None:
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(_STARTER, _start, self.executors.pick(run.spec), request)
+        executor = self.executors.pick(run.spec)
+        if executor.quick_start:
+            # A thread buys nothing for a start this short: the hand-over and the fight for
+            # the GIL cost more than the start itself.
+            fut = loop.create_future()
+            try:
+                fut.set_result(_start(executor, request))
+            except Exception as e:
+                fut.set_exception(e)
+            self._started(run, attempt, fut)
+            return
+        fut = loop.run_in_executor(_STARTER, _start, executor, request)
         fut.add_done_callback(lambda f: self._started(run, attempt, f))
 
     def _started(self, run: TaskRun, attempt: Attempt, fut: asyncio.Future) -> None:
@@ -274,7 +287,9 @@ class AttemptRunner:
 
 
 def _start(executor: Executor, request: AttemptRequest) -> Execution:
-    """Off the loop: files the attempt needs, then the executor's start."""
+    """The attempt noted as launched (a runner that dies from here on leaves it to be
+    waited for, never started twice), the files it needs, then the executor's start."""
+    note_launch(request.files)
     if request.upstream:
         # Commands read what upstream tasks published from this JSON file.
         path = request.files.base + ".upstream.json"

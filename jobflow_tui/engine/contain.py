@@ -13,6 +13,7 @@ Three layers, each catching what the one before misses:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import signal
@@ -142,9 +143,10 @@ class Orphans:
         return live
 
 
+@functools.cache
 def cgroup_base() -> str | None:
     """This process's cgroup v2 folder if new cgroups can be made in it and processes
-    moved into them, else None (cgroup v1 only, or not ours to change)."""
+    moved into them, else None (cgroup v1 only, or not ours to change). Looked up once."""
     try:
         with open("/proc/self/cgroup") as f:
             path = next((line[3:].strip() for line in f if line.startswith("0::")), None)

@@ -10,34 +10,39 @@ attempt's log file (`request.files.log`), which the scheduler tails, whatever th
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..jobdef.model import JobDef, TaskDef
 from ..journal import AttemptFiles
 
 
-@dataclass
 class AttemptRequest:
-    """Everything needed to start one attempt of a task."""
+    """Everything needed to start one attempt of a task (plain data)."""
 
-    task: str
-    spec: TaskDef
-    attempt: int  # attempts of this task started so far, this one included (numbers its files)
-    files: AttemptFiles
-    env: dict[str, str]  # the whole environment of the attempt
-    upstream: dict[str, dict[str, Any]]  # outputs of the tasks it depends on, directly or not
-    shared_dict: dict[str, Any]  # a copy of the job-wide dict as the attempt starts
-    params: dict[str, str]  # the run's -p KEY=VALUE parameters
+    __slots__ = ("task", "spec", "attempt", "files", "env", "upstream", "shared_dict", "params")
+
+    def __init__(self, task: str, spec: TaskDef, attempt: int, files: AttemptFiles, env: dict[str, str],
+                 upstream: dict[str, dict[str, Any]], shared_dict: dict[str, Any], params: dict[str, str]) -> None:
+        self.task = task
+        self.spec = spec
+        self.attempt = attempt  # attempts of this task started so far, this one included (numbers its files)
+        self.files = files
+        self.env = env  # the whole environment of the attempt
+        self.upstream = upstream  # outputs of the tasks it depends on, directly or not, that published any
+        self.shared_dict = shared_dict  # a copy of the job-wide dict as the attempt starts
+        self.params = params  # the run's -p KEY=VALUE parameters
 
 
-@dataclass
 class Outcome:
     """How an attempt ended."""
 
-    code: int | None  # exit status; -N: killed by signal N; None: ended without recording one
-    outputs: dict[str, Any] = field(default_factory=dict)
-    shared_dict: dict[str, Any] | None = None  # the attempt's copy at its end (None: not reported)
+    __slots__ = ("code", "outputs", "shared_dict")
+
+    def __init__(self, code: int | None, outputs: dict[str, Any] | None = None,
+                 shared_dict: dict[str, Any] | None = None) -> None:
+        self.code = code  # exit status; -N: killed by signal N; None: ended without recording one
+        self.outputs = outputs or {}
+        self.shared_dict = shared_dict  # the attempt's copy at its end (None: not reported)
 
 
 class Execution(Protocol):
@@ -79,6 +84,8 @@ class Execution(Protocol):
 class Executor(Protocol):
     """Where and how attempts run."""
 
+    quick_start: bool  # start() returns within about a millisecond: called on the loop, not in a thread
+
     def start(self, request: AttemptRequest) -> Execution:
         """Start an attempt (blocking: called off the event loop); raises if it cannot."""
 
@@ -92,6 +99,9 @@ class Executor(Protocol):
 
     def own_pids(self) -> set[int]:
         """Children of this process that the executor started and will reap itself."""
+
+    def holds(self) -> bool:
+        """Whether `close` has anything to release (it may block)."""
 
     def close(self) -> None:
         """The run is over: release what the executor holds (blocking)."""

@@ -22,12 +22,11 @@ class _Local:
 
     ended: asyncio.Future[None]  # set up by watch()
 
-    def __init__(self, pid: int, files: AttemptFiles, cgroups: str | None, create_time: float | None = None) -> None:
+    def __init__(self, pid: int, files: AttemptFiles, create_time: float | None = None) -> None:
         self.pid: int | None = pid
         self.create_time = create_time
         self.files = files
         self.tree = process.Tree(pid)
-        self.cgroups = cgroups
 
     def watch(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.pid is not None
@@ -73,16 +72,17 @@ class _Local:
 class CommandExecution(_Local):
     """A command we started: our child, reaped here."""
 
-    def __init__(self, pid: int, files: AttemptFiles, cgroups: str | None, children: set[int]) -> None:
-        super().__init__(pid, files, cgroups)
+    def __init__(self, pid: int, files: AttemptFiles, children: set[int]) -> None:
+        super().__init__(pid, files)
         self.child: int | None = pid  # until reaped
         self.children = children  # the executor's unreaped children, this one among them
 
     def track(self) -> None:
         super().track()
-        if self.cgroups and self.tree.cgroup is None:
+        cgroups = contain.cgroup_base()  # looked up once, when an attempt first runs long
+        if cgroups and self.tree.cgroup is None:
             assert self.pid is not None
-            self.tree.contain(contain.Cgroup(self.cgroups, self.files.status, self.files.key), self.pid)
+            self.tree.contain(contain.Cgroup(cgroups, self.files.status, self.files.key), self.pid)
 
     async def outcome(self) -> Outcome:
         code = None
@@ -106,7 +106,7 @@ class PythonExecution(_Local):
     """
 
     def __init__(self, pid: int, files: AttemptFiles, worker, reported: Future[None]) -> None:
-        super().__init__(pid, files, None)
+        super().__init__(pid, files)
         self.worker = worker
         self.reported = reported
         self.kept = False  # the slot lives on: released (not ended) once we are done with it
@@ -158,16 +158,14 @@ class PythonExecution(_Local):
 
 
 class _LocalExecutor:
-    def __init__(self) -> None:
-        self.cgroups = contain.cgroup_base()
-
     def reattach(self, files: AttemptFiles, pid: int | None, create_time: float | None) -> Reattached | None:
         proc = process.live_attempt(files, pid, create_time)
         if proc is None:
             return None
-        found = Reattached(proc.pid, files, self.cgroups, proc.create_time())
-        if self.cgroups:
-            cgroup = contain.Cgroup(self.cgroups, files.status, files.key)
+        found = Reattached(proc.pid, files, proc.create_time())
+        cgroups = contain.cgroup_base()
+        if cgroups:
+            cgroup = contain.Cgroup(cgroups, files.status, files.key)
             if cgroup.exists():
                 found.tree.cgroup = cgroup  # made by the runner that died
         return found
@@ -176,8 +174,9 @@ class _LocalExecutor:
 class LocalCommands(_LocalExecutor):
     """Commands: a shell string or an argv list, under the recording wrapper."""
 
+    quick_start = True  # posix_spawn returns once the shell has exec'd
+
     def __init__(self) -> None:
-        super().__init__()
         self._children: set[int] = set()
 
     def start(self, request: AttemptRequest) -> CommandExecution:
@@ -185,13 +184,16 @@ class LocalCommands(_LocalExecutor):
         with contain.GATE.starting():
             pid = process.spawn(request.spec.command, request.files, request.env, request.spec.cwd)
             self._children.add(pid)
-        return CommandExecution(pid, request.files, self.cgroups, self._children)
+        return CommandExecution(pid, request.files, self._children)
 
     def starting(self, attempts: list[AttemptFiles]) -> set[str]:
         return process.attempts_alive(attempts)
 
     def own_pids(self) -> set[int]:
         return set(self._children)  # each reaped by its execution's outcome()
+
+    def holds(self) -> bool:
+        return False
 
     def close(self) -> None:
         pass
@@ -200,8 +202,9 @@ class LocalCommands(_LocalExecutor):
 class LocalPython(_LocalExecutor):
     """Python task classes, run in slots of a worker process that imported them."""
 
+    quick_start = False  # a fork in the worker, and the worker's own start on first use
+
     def __init__(self, job: JobDef) -> None:
-        super().__init__()
         self.job = job
         self.used = False
 
@@ -242,6 +245,9 @@ class LocalPython(_LocalExecutor):
         from ..worker.client import worker_pids
 
         return worker_pids()
+
+    def holds(self) -> bool:
+        return self.used
 
     def close(self) -> None:
         if self.used:

@@ -64,23 +64,21 @@ def spawn(command: str | list[str], files: AttemptFiles, env: dict[str, str], cw
         argv = ["/bin/sh", "-c", SUBSHELL_WRAPPER if _TAKES_OVER.search(command) else SHELL_WRAPPER]
     else:
         argv = ["/bin/sh", "-c", ARGV_WRAPPER, "jobflow-task", *command]
-    fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-    try:
-        return os.posix_spawn(
-            "/bin/sh",
-            argv,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, fd, 1),
-                (os.POSIX_SPAWN_DUP2, fd, 2),
-            ],
-            setsid=True,
-            setsigdef=_DEFAULT_SIGNALS,
-            setsigmask=(),
-        )
-    finally:
-        os.close(fd)
+    env["JOBFLOW_LOG"] = files.log
+    return os.posix_spawn(
+        "/bin/sh",
+        argv,
+        env,
+        file_actions=[
+            # The wrapper points stdout and stderr at the log itself (see SHELL_PREFIX).
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+        setsigdef=_DEFAULT_SIGNALS,
+        setsigmask=(),
+    )
 
 
 def attempts_alive(attempts: list[AttemptFiles]) -> set[str]:

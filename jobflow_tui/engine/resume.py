@@ -21,7 +21,7 @@ from .checkpoint import CheckpointError, count, from_iso, read_checkpoint
 from .events import FAILED, PENDING, RUNNING, SUCCEEDED
 from .executor import Execution, Executor
 from .outputs import recorded_outcome
-from .statedir import RunError, StateDir, attempt_files, attempts_on_disk, safe_name
+from .statedir import RunError, StateDir, attempt_files, attempts_on_disk, launched, new_run_id, safe_name
 
 # How long an attempt whose log exists may take to record its pid: one started a moment
 # before its runner died is still on its way (a shell or a fork takes milliseconds).
@@ -67,9 +67,10 @@ def _last_attempts(prev: dict, tasks: dict[str, TaskRun], run_dir: str) -> dict[
 
 def _await_unrecorded_starts(candidates: list[tuple[AttemptFiles, Executor]]) -> None:
     """Give attempts started a moment before their runner died the time to say so: wait
-    (once, for all of them, at most START_GRACE) until each whose log exists has recorded
+    (once, for all of them, at most START_GRACE) until each noted as launched has recorded
     its pid or its end, or is known never to have started."""
-    waiting = [(f, e) for f, e in candidates if os.path.exists(f.log)]
+    started = launched(os.path.dirname(candidates[0][0].base)) if candidates else set()
+    waiting = [(f, e) for f, e in candidates if f.key in started or os.path.exists(f.log)]
     deadline = time.monotonic() + START_GRACE
     while waiting and time.monotonic() < deadline:
         waiting = [(f, e) for f, e in waiting if f.read_pid() is None and f.read_status() is None]
@@ -182,7 +183,7 @@ def take_over(job: JobDef, tasks: dict[str, TaskRun], state: StateDir, resume: b
         raise RunError(str(e)) from None
     if resume and prev and not prev.get("completed"):
         return restore(prev, job, tasks, state.job_dir, state.run_dir(str(prev.get("run_id") or "")), pick)
-    fresh = Restored(time.strftime("%Y%m%dT%H%M%S", time.localtime()) + "-" + os.urandom(2).hex(), time.time(), {})
+    fresh = Restored(new_run_id(), time.time(), {})
     if resume and prev:
         fresh.notes.append("the last run finished with every task succeeded: starting a new run")
     if prev:

@@ -13,19 +13,21 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..jobdef.model import JobDef
-from . import contain, resume
+from . import contain
 from .attempt import Attempt, TaskRun
 from .attempts import AttemptRunner, attempt_environment, copy_of, run_environment
 from .checkpoint import FORMAT, CheckpointWriter, iso, task_entry
 from .dag import TaskStates
-from .events import ABORTED, ACTIVE, FAILED, PENDING, RETRYING, RUNNING, Event, Notice, RunIdle
+from .events import ABORTED, ACTIVE, PENDING, RETRYING, RUNNING, Event, Notice, RunIdle
 from .executor import AttemptRequest, Executor, Executors, Outcome
 from .outputs import merge_shared
-from .statedir import DiskWatch, RunError, StateDir, attempt_files, default_state_dir
+from .statedir import DiskWatch, RunError, StateDir, attempt_files, default_state_dir, new_run_id
 
+if TYPE_CHECKING:
+    from . import resume
 
 class Scheduler:
     """Runs one job. Create it, `await start()` (or `await run()`), drive it with the API."""
@@ -101,15 +103,9 @@ class Scheduler:
 
     def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
         """Call `listener(event)` for every event; returns a function that unsubscribes.
-
-        Listeners run synchronously in the event loop and must be quick (hand work off);
-        an exception in one is reported on stderr and never stops the run.
-        """
+        Listeners run in the event loop and must be quick; one that raises never stops the run."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
-
-    def can_retry(self, name: str) -> bool:
-        return self.tasks[name].state in (FAILED, ABORTED)
 
     def retry(self, name: str) -> bool:
         """A failed/aborted task, and the downstream it blocked, go back to pending."""
@@ -193,6 +189,11 @@ class Scheduler:
 
     def _take_over(self) -> list[resume.Adopted]:
         """Resume the previous run, or start a new one; the attempts to adopt."""
+        if not os.path.exists(self.checkpoint_path):  # the first run: nothing to take over
+            self.run_id, self.started_at = new_run_id(), time.time()
+            return []
+        from . import resume
+
         taken = resume.take_over(self.job, self.tasks, self.state, self.resume_requested, self._executor)
         self.run_id, self.started_at, self.shared_dict = taken.run_id, taken.started_at, taken.shared_dict
         self.notes += taken.notes
@@ -269,9 +270,9 @@ class Scheduler:
         await self.attempts.close_tails()
         self.checkpoint.finish()
         self.state.unlock()
-        loop = asyncio.get_running_loop()
         for executor in self.executors.all():
-            await loop.run_in_executor(None, executor.close)
+            if executor.holds():
+                await asyncio.get_running_loop().run_in_executor(None, executor.close)
 
     # ---- states ------------------------------------------------------------------
 

@@ -22,6 +22,11 @@ class RunError(Exception):
     """The run cannot start (state dir locked or unusable, previous run still alive, bad checkpoint)."""
 
 
+def new_run_id() -> str:
+    """A new run's id: its local start time, and a little randomness (sortable, unique)."""
+    return time.strftime("%Y%m%dT%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
+
+
 def default_state_dir(job_directory: str) -> str:
     """$JOBFLOW_STATE_DIR, or `.jobflow` beside the job file."""
     return os.environ.get("JOBFLOW_STATE_DIR") or os.path.join(job_directory, ".jobflow")
@@ -100,20 +105,42 @@ def attempt_files(run_dir: str, task: str, attempt: int) -> AttemptFiles:
     return AttemptFiles(os.path.join(run_dir, f"{safe_name(task)}.{attempt}"))
 
 
-def attempts_on_disk(run_dir: str) -> dict[str, int]:
-    """Safe task name -> the highest attempt number with files in a run's folder.
+LAUNCHED = "attempts.launched"  # in a run's folder: every attempt the runner launched, a line each
 
-    The files, not the checkpoint, are the truth about what was started: each attempt's
-    log exists before its code runs, and a runner killed a moment after starting an
-    attempt may not have recorded it yet.
+
+def note_launch(files: AttemptFiles) -> None:
+    """Record, before it starts, that this attempt is being launched (one append)."""
+    fd = os.open(os.path.join(os.path.dirname(files.base), LAUNCHED), os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                 | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, files.key.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def launched(run_dir: str) -> set[str]:
+    """The attempts (keys) the runners of a run noted as launched."""
+    try:
+        with open(os.path.join(run_dir, LAUNCHED), "rb") as f:
+            return {line.decode(errors="replace") for line in f.read().split(b"\n") if line}
+    except OSError:
+        return set()
+
+
+def attempts_on_disk(run_dir: str) -> dict[str, int]:
+    """Safe task name -> the highest attempt number launched in a run's folder.
+
+    The run's folder, not the checkpoint, is the truth about what was started: each
+    attempt is noted as launched (and older versions made its log) before its code runs,
+    and a runner killed a moment after starting an attempt may not have recorded it yet.
     """
     found: dict[str, int] = {}
     try:
         names = os.listdir(run_dir)
     except OSError:
         return found
-    for fn in names:
-        stem, _, rest = fn.partition(".")  # safe names hold no dot: <task>.<attempt>.<kind>
+    for fn in [*names, *launched(run_dir)]:
+        stem, _, rest = fn.partition(".")  # safe names hold no dot: <task>.<attempt>[.<kind>]
         num = rest.split(".", 1)[0]
         if num.isdigit():
             found[stem] = max(found.get(stem, 0), int(num))
