@@ -14,8 +14,10 @@ import sys
 import time
 
 from . import __version__
+from .jobfile import load_or_exit, state_dir_of
 
 SUBCOMMANDS = ("validate", "graph", "status", "logs")
+LIVE = ("attach", "ps", "stop", "retry", "restart", "abort", "pause", "unpause")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +46,8 @@ def run_parser() -> argparse.ArgumentParser:
         prog="jobflow-tui",
         description="Run a DAG of jobs with a live terminal dashboard (or headless for cron/CI).",
         epilog="subcommands: validate JOB | graph JOB [--format text|dot|mermaid] | status JOB | "
-        "logs JOB TASK [--attempt N] [--follow]   (each takes --state-dir)",
+        "logs JOB TASK [--attempt N] [--follow] | attach JOB | ps [--json] | stop JOB | "
+        "retry|restart|abort JOB TASK... [--follow] | pause|unpause JOB   (each with a JOB takes --state-dir)",
     )
     p.add_argument("--version", action="version", version=f"jobflow-tui {__version__}")
     _common(p)
@@ -55,12 +58,27 @@ def run_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="a run parameter: self.params[KEY], $JOBFLOW_PARAM_<KEY>")
     p.add_argument("--only", action="append", default=[], metavar="TASK",
                    help="run TASK and what it depends on (repeatable)")
+    p.add_argument("--detach", action="store_true",
+                   help="run in the background, no terminal needed; prints the run id and how to attach")
+    # The detached runner's own options (see control/detached.py), not for people.
+    p.add_argument("--runner-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--after", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--restart-task", action="append", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--start-paused", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
 def sub_parser(cmd: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"jobflow-tui {cmd}")
+    if cmd == "ps":
+        p.add_argument("--json", action="store_true", help="a list of objects: job, path, run_id, pid, kind, "
+                       "started_at, counts")
+        return p
     _common(p)
+    if cmd in ("retry", "restart", "abort"):
+        p.add_argument("tasks", metavar="TASK", nargs="+")
+        p.add_argument("--follow", action="store_true",
+                       help="with no live run (a resumed run is started): print its output until it ends")
     if cmd == "graph":
         p.add_argument("--format", choices=("text", "dot", "mermaid"), default="text")
     elif cmd == "status":
@@ -72,51 +90,28 @@ def sub_parser(cmd: str) -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: str):
-    """The JobDef, or exit 2 with every located problem."""
-    from .jobdef import JobFileError, load_job
-
-    try:
-        job = load_job(path)
-    except JobFileError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        n = len(e.problems)
-        print(f"jobflow-tui: {n} problem{'s' if n != 1 else ''} in the job file; nothing was run", file=sys.stderr)
-        sys.exit(2)
-    if any(t.python_class for t in job.tasks.values()):
-        from .worker.client import check
-
-        problems = check(job)
-        if problems:
-            for p in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
-                print(p, file=sys.stderr)
-            n = len(problems)
-            print(f"jobflow-tui: {n} problem{'s' if n != 1 else ''} with the Python tasks; nothing was run", file=sys.stderr)
-            sys.exit(2)
-    for note in job.notes:
-        print(note, file=sys.stderr)
-    return job
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         cmd = argv.pop(0)
         args = sub_parser(cmd).parse_args(argv)
         return {"validate": cmd_validate, "graph": cmd_graph, "status": cmd_status, "logs": cmd_logs}[cmd](args)
+    if argv and argv[0] in LIVE:
+        from . import verbs
+
+        cmd = argv.pop(0)
+        args = sub_parser(cmd).parse_args(argv)
+        if cmd in ("retry", "restart", "abort"):
+            return verbs.cmd_act(args, cmd)
+        if cmd in ("pause", "unpause"):
+            return verbs.cmd_pause(args, cmd)
+        return {"attach": verbs.cmd_attach, "ps": verbs.cmd_ps, "stop": verbs.cmd_stop}[cmd](args)
     args = run_parser().parse_args(argv)
     return cmd_run(args)
 
 
-def _state_dir(args, job) -> str:
-    from .engine import default_state_dir
-
-    return args.state_dir or default_state_dir(job.directory)
-
-
 def cmd_run(args) -> int:
-    job = _load(args.job)
+    job = load_or_exit(args.job)
     unknown = [t for t in args.only if t not in job.tasks]
     if unknown:
         print(f"jobflow-tui: --only: no task named {', '.join(map(repr, unknown))} in {args.job}", file=sys.stderr)
@@ -124,19 +119,41 @@ def cmd_run(args) -> int:
     if args.max_concurrency is not None and args.max_concurrency < 0:
         print("jobflow-tui: --max-concurrency must be 0 (no limit) or more", file=sys.stderr)
         return 2
+    if args.detach:
+        return _detach(args, job)
     from .engine import Scheduler
 
     scheduler = Scheduler(
-        job, state_dir=_state_dir(args, job), max_concurrency=args.max_concurrency,
+        job, state_dir=state_dir_of(args, job), max_concurrency=args.max_concurrency,
         params=dict(args.params), only=args.only or None, resume=args.resume, subreaper=True,
+        handed_over=args.after is not None,
     )
+    scheduler.paused = args.start_paused
+    if args.runner_fd is not None:
+        from .headless import run_detached
+
+        return run_detached(scheduler, args.runner_fd, args.after, args.restart_task)
     from .launch import launch
 
     return launch(scheduler, headless=args.headless or None)
 
 
+def _detach(args, job) -> int:
+    """Start a detached runner and say how to reach it; exit at once."""
+    from .control.detached import runner_argv, start_runner
+
+    said = start_runner(runner_argv(job.path, state_dir=args.state_dir, resume=args.resume, params=args.params,
+                                    only=args.only, max_concurrency=args.max_concurrency))
+    if "error" in said:
+        print(f"jobflow-tui: {said['error']}", file=sys.stderr)
+        return 2
+    print(f"run {said['run_id']} of job '{job.name}' started in the background (pid {said['pid']})\n"
+          f"attach: jobflow-tui attach {args.job}", flush=True)
+    return 0
+
+
 def cmd_validate(args) -> int:
-    job = _load(args.job)
+    job = load_or_exit(args.job)
     edges = sum(len(t.dependencies) for t in job.tasks.values())
     limit = job.max_concurrency or "no limit"
     print(f"{args.job}: OK: job '{job.name}', {len(job.tasks)} tasks, {edges} dependencies, max concurrency {limit}")
@@ -153,7 +170,7 @@ def cmd_validate(args) -> int:
 def cmd_graph(args) -> int:
     from .graph import render
 
-    job = _load(args.job)
+    job = load_or_exit(args.job)
     sys.stdout.write(render(job, args.format))
     return 0
 
@@ -163,8 +180,8 @@ def _read_state(args):
     from .engine import StateDir
     from .engine.checkpoint import CheckpointError, read_checkpoint
 
-    job = _load(args.job)
-    state = StateDir(_state_dir(args, job), job.name)
+    job = load_or_exit(args.job)
+    state = StateDir(state_dir_of(args, job), job.name)
     try:
         data = read_checkpoint(state.checkpoint_path, job.name)
     except CheckpointError as e:

@@ -11,8 +11,12 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
+from .control.detached import tell, wait_for_exit
+from .control.place import PlaceError
+from .control.server import ControlServer
 from .engine import (
     ABORTED,
     BLOCKED,
@@ -24,6 +28,7 @@ from .engine import (
     Event,
     Notice,
     Output,
+    RunError,
     Scheduler,
     StateChanged,
 )
@@ -154,29 +159,46 @@ class Reporter:
         return "\n".join(lines)
 
 
-async def run_headless(scheduler: Scheduler, out: TextIO = sys.stdout) -> int:
-    """Run to the end, printing as it goes; SIGINT/SIGTERM/SIGHUP stop it cleanly."""
+async def run_headless(scheduler: Scheduler, out: TextIO = sys.stdout, *, serve: str | None = "headless",
+                       ready: Callable[[dict], None] | None = None, restart: Sequence[str] = ()) -> int:
+    """Run to the end, printing as it goes; SIGINT/SIGTERM/SIGHUP stop it cleanly.
+
+    `serve`: the kind of owner this is, named on the control socket it serves (None: no
+    socket). `ready`: told once the run started (its id and this pid). `restart`: tasks
+    put back to run again (with what depends on them) as the run starts.
+    """
     reporter = Reporter(scheduler, out)
     loop = asyncio.get_running_loop()
     t0 = time.monotonic()
-    stop: dict[str, int] = {}
+    stop: dict[str, int | None] = {}
     stopping: list[asyncio.Task] = []
 
-    def on_signal(sig: signal.Signals) -> None:
+    def stop_run(code: int | None, reason: str) -> None:
         if stop:
-            scheduler.kill_now()  # a second signal: no more grace
+            scheduler.kill_now()  # asked again: no more grace
             return
-        stop["code"] = EXIT_ON_SIGNAL[sig]
-        try:
-            print(f"jobflow-tui: {sig.name}: stopping running tasks (again to kill at once)", file=sys.stderr)
-        except OSError:
-            pass
-        stopping.append(asyncio.ensure_future(scheduler.shutdown(f"interrupted by {sig.name}")))
+        stop["code"] = code
+        stopping.append(asyncio.ensure_future(scheduler.shutdown(reason)))
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop:
+            try:
+                print(f"jobflow-tui: {sig.name}: stopping running tasks (again to kill at once)", file=sys.stderr)
+            except OSError:
+                pass
+        stop_run(EXIT_ON_SIGNAL[sig], f"interrupted by {sig.name}")
 
     for sig in EXIT_ON_SIGNAL:
         loop.add_signal_handler(sig, on_signal, sig)
+    server = None
     try:
         await scheduler.start()
+        for name in restart:
+            await scheduler.restart(name)
+        if serve:
+            server = await serve_run(scheduler, serve, lambda: stop_run(None, "stopped from the command line"))
+        if ready is not None:
+            ready({"run_id": scheduler.run_id, "pid": os.getpid()})
         for note in scheduler.notes:
             print(f"jobflow-tui: {note}", file=sys.stderr)
         idle = asyncio.ensure_future(scheduler.wait_idle())
@@ -190,9 +212,48 @@ async def run_headless(scheduler: Scheduler, out: TextIO = sys.stdout) -> int:
     finally:
         for sig in EXIT_ON_SIGNAL:
             loop.remove_signal_handler(sig)
+        if server is not None:
+            await server.close(scheduler.exit_code())
     try:
         reporter.out.write(reporter.summary(time.monotonic() - t0) + "\n")
         reporter.out.flush()
     except OSError:
         pass
-    return stop.get("code", scheduler.exit_code())
+    code = stop.get("code")
+    return scheduler.exit_code() if code is None else code
+
+
+async def serve_run(scheduler: Scheduler, kind: str, stop: Callable[[], Any]) -> ControlServer | None:
+    """Serve the run on its control socket; None (and a warning) if that cannot be."""
+    server = ControlServer(scheduler, scheduler.job_dir, kind, stop)
+    try:
+        await server.start()
+    except (PlaceError, OSError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"jobflow-tui: the run cannot be reached from other processes: {reason}", file=sys.stderr)
+        return None
+    return server
+
+
+def run_detached(scheduler: Scheduler, tell_fd: int, after: int | None, restart: Sequence[str] = ()) -> int:
+    """The life of a detached runner: no screen, no output (its diagnostics go to
+    `runner.log` in the job's state folder), the run served on its socket."""
+    if after is not None:
+        wait_for_exit(after)  # the process handing its run over has let go of it
+    try:
+        os.makedirs(scheduler.job_dir, exist_ok=True)
+        log = os.open(os.path.join(scheduler.job_dir, "runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 2)
+        os.close(log)
+    except OSError:
+        pass
+    print(f"jobflow-tui: detached runner {os.getpid()} for {scheduler.job_path} at {time.ctime()}", file=sys.stderr)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose
+    try:
+        with open(os.devnull, "w") as out:
+            return asyncio.run(run_headless(scheduler, out, serve="detached", ready=lambda m: tell(tell_fd, m),
+                                            restart=restart))
+    except RunError as e:
+        tell(tell_fd, {"error": str(e)})
+        print(f"jobflow-tui: {e}", file=sys.stderr)
+        return 2

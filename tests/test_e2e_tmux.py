@@ -107,7 +107,7 @@ def test_quit_while_running_asks_and_leaves_nothing_running(tmp_path: Path, tmux
     t = tmux_factory(tmp_path, f"{EXE} job.yaml", env={"TERM": "screen", "NO_COLOR": "1"})
     t.wait("▶ long running")
     t.keys("q")
-    t.wait("abort them and quit?")
+    t.wait("stop the run, or detach")
     t.keys("y")
     assert t.exit_code() == 1
     assert not _sleepers(tmp_path)
@@ -142,7 +142,7 @@ def test_escape_sequences_in_output_never_reach_the_terminal(tmp_path: Path, tmu
     assert "PWNED" not in title
     assert "PWNED" not in t.run("list-buffers")  # OSC 52 did not set the clipboard
     t.keys("q")
-    t.wait("abort them and quit?")
+    t.wait("stop the run, or detach")
     t.keys("y")
     assert t.exit_code() == 1
 
@@ -154,7 +154,7 @@ def test_terminal_hangup_or_sigterm_ends_the_run_cleanly(tmp_path: Path, tmux_fa
 
     import psutil
 
-    write(tmp_path / "job.yaml", f"tasks:\n  long: {{command: 'echo $$ > {tmp_path}/pid; sleep 300'}}\n")
+    write(tmp_path / "job.yaml", f"config: {{on_hangup: stop}}\ntasks:\n  long: {{command: 'echo $$ > {tmp_path}/pid; sleep 300'}}\n")
     t = tmux_factory(tmp_path, f"{EXE} job.yaml")
     t.wait("▶ long running")
     pid_file = tmp_path / "pid"
@@ -185,7 +185,7 @@ def test_a_terminal_that_vanishes_without_sighup_ends_the_run_cleanly(tmp_path: 
 
     import psutil
 
-    write(tmp_path / "job.yaml", f"tasks:\n  long: {{command: 'echo $$ > {tmp_path}/pid; sleep 300'}}\n")
+    write(tmp_path / "job.yaml", f"config: {{on_hangup: stop}}\ntasks:\n  long: {{command: 'echo $$ > {tmp_path}/pid; sleep 300'}}\n")
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     app = subprocess.Popen([EXE, "job.yaml"], cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave,
@@ -226,3 +226,119 @@ def _sleepers(tmp_path: Path) -> list[int]:
         except psutil.Error:
             pass
     return found
+
+
+def _comparable(cp: dict) -> dict:
+    """What an undisturbed run and a handed-over one must agree on."""
+    return {n: (t["state"], t["attempts"], t["attempt"], t["exit_code"]) for n, t in cp["tasks"].items()}
+
+
+HANDED_OVER = """
+tasks:
+  long: {command: 'echo started >> starts; while [ ! -e go ]; do sleep 0.05; done; echo $$ >> ends'}
+  flaky: {command: 'n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; test $n -ge 1', max_attempts: 3, retry_delay: 3}
+  py: {task: WaitsForGo}
+  after: {command: 'echo after', dependencies: [long, flaky, py]}
+"""
+WAITS_FOR_GO = """
+import os, time
+from jobflow_tui import Task, task
+
+@task
+class WaitsForGo(Task):
+    def run(self):
+        with open("py-starts", "a") as f:
+            f.write("started\\n")
+        while not os.path.exists("go"):
+            time.sleep(0.05)
+        return {"pid": os.getpid()}
+"""
+
+
+def test_hangup_hands_the_run_over_and_it_ends_as_if_undisturbed(tmp_path: Path, tmux_factory) -> None:
+    """The SSH session drops (tmux sends SIGHUP): a detached runner takes the run over,
+    adopting the running task, keeping the retry waiting out its delay; nothing runs
+    twice, and the final checkpoint is that of a run nobody disturbed."""
+    import json
+
+    quiet = tmp_path / "quiet"
+    write(quiet / "job.yaml", HANDED_OVER)
+    write(quiet / "tasks" / "waits.py", WAITS_FOR_GO)
+    write(tmp_path / "tasks" / "waits.py", WAITS_FOR_GO)
+    (quiet / "go").touch()
+    assert subprocess.run([EXE, "job.yaml", "--headless"], cwd=quiet, capture_output=True).returncode == 0
+    undisturbed = json.loads((quiet / ".jobflow" / "job" / "checkpoint.json").read_text())
+
+    write(tmp_path / "job.yaml", HANDED_OVER)
+    t = tmux_factory(tmp_path, f"{EXE} job.yaml")
+    t.wait("▶ long running", "↻ flaky retrying", "▶ py running")
+    t.close()  # the terminal goes away: SIGHUP
+    (tmp_path / "go").touch()
+    cp_path = tmp_path / ".jobflow" / "job" / "checkpoint.json"
+    wait_for(lambda: json.loads(cp_path.read_text())["tasks"]["after"]["state"] == "succeeded", 60,
+             "the run to end under its detached runner")
+    cp = json.loads(cp_path.read_text())
+    assert _comparable(cp) == _comparable(undisturbed)
+    assert (tmp_path / "starts").read_text() == "started\n"
+    assert len((tmp_path / "ends").read_text().split()) == 1  # `$$` recorded once: never run twice
+    assert (tmp_path / "count").read_text().strip() == "2"
+    assert (tmp_path / "py-starts").read_text() == "started\n"  # the Python task too: adopted, not run again
+    wait_for(lambda: not list((tmp_path / ".jobflow" / "job").glob("lock")) or not _runner_alive(tmp_path), 30,
+             "the detached runner to leave")
+
+
+def _runner_alive(tmp_path: Path) -> bool:
+    import fcntl
+
+    fd = os.open(tmp_path / ".jobflow" / "job" / "lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_d_detaches_and_the_run_goes_on(tmp_path: Path, tmux_factory) -> None:
+    import json
+
+    write(tmp_path / "job.yaml", "tasks:\n  wait: {command: 'while [ ! -e go ]; do sleep 0.05; done; echo done'}\n")
+    t = tmux_factory(tmp_path, f"{EXE} job.yaml")
+    t.wait("▶ wait running")
+    t.keys("q")
+    t.wait("[y] stop the run", "[d] detach")
+    t.keys("d")
+    assert t.exit_code() == 0
+    assert "detached" in t.screen() and "jobflow-tui attach" in t.screen()
+    (tmp_path / "go").touch()
+    cp_path = tmp_path / ".jobflow" / "job" / "checkpoint.json"
+    wait_for(lambda: json.loads(cp_path.read_text())["tasks"]["wait"]["state"] == "succeeded", 60, "the run to end")
+    wait_for(lambda: not _runner_alive(tmp_path), 30, "the detached runner to leave")
+
+
+def test_attached_dashboards_show_live_output_and_act_for_each_other(tmp_path: Path, tmux_factory) -> None:
+    write(tmp_path / "job.yaml", """
+        tasks:
+          ticks: {command: 'i=0; while [ ! -e go ]; do i=$((i+1)); echo tick $i; sleep 0.2; done'}
+          gate: {command: 'test -e open'}
+    """)
+    r = subprocess.run([EXE, "job.yaml", "--detach"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    one = tmux_factory(tmp_path, f"{EXE} attach job.yaml", size=(100, 30))
+    two = tmux_factory(tmp_path, f"{EXE} attach job.yaml", size=(100, 30))
+    for t in (one, two):
+        t.wait("▶ ticks running", "✗ gate failed")
+        t.wait("tick 3")  # live output of the task under the cursor
+    (tmp_path / "open").touch()
+    one.keys("j", "r")  # retry the failed gate from the first viewer...
+    two.wait("✓ gate succeeded")  # ...the second sees it run again and succeed
+    one.keys("q")
+    one.wait("[y] leave it running")
+    one.keys("y")
+    assert one.exit_code() == 0
+    (tmp_path / "go").touch()
+    two.wait("✓ ticks succeeded")
+    two.wait("the run ended")
+    two.keys("q")
+    wait_for(lambda: not _runner_alive(tmp_path), 30, "the detached runner to leave")

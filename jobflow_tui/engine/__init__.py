@@ -15,6 +15,7 @@ from .events import (
     Event,
     Notice,
     Output,
+    Paused,
     RunIdle,
     StateChanged,
 )
@@ -23,6 +24,6 @@ from .statedir import RunError, StateDir, default_state_dir, safe_name
 
 __all__ = [
     "ABORTED", "ACTIVE", "BLOCKED", "FAILED", "FINAL", "PENDING", "RETRYING", "RUNNING", "STATES",
-    "SUCCEEDED", "Event", "Notice", "Output", "RunError", "RunIdle", "Scheduler", "StateChanged",
+    "SUCCEEDED", "Event", "Notice", "Output", "Paused", "RunError", "RunIdle", "Scheduler", "StateChanged",
     "StateDir", "TaskRun", "default_state_dir", "safe_name",
 ]

@@ -55,6 +55,7 @@ class TaskRun:
     selected: bool = True  # part of this run (--only leaves the others out)
     current: Attempt | None = None  # while an attempt is started, runs or is being finished
     retry_handle: asyncio.TimerHandle | None = None  # a retry waiting out its delay
+    retry_at: float | None = None  # when that retry starts (kept in the checkpoint)
 
     @property
     def attempt(self) -> int:

@@ -137,6 +137,22 @@ def read_checkpoint(path: str, job_name: str | None = None) -> dict[str, Any] | 
     return data
 
 
+def run_head(s: Any) -> dict[str, Any]:
+    """The checkpoint's head: the job, the run, its parameters and shared dict (`s`: the Scheduler)."""
+    return {
+        "format": FORMAT,
+        "job": {"name": s.job.name, "path": s.job.path, "hash": s.job.hash},
+        "run_id": s.run_id,
+        "started_at": iso(s.started_at),
+        "updated_at": iso(time.time()),
+        "completed": s.states.succeeded == len(s.tasks),
+        "params": s.params,
+        "limit": s.limit,
+        "paused": s.paused if s.paused_for_hand_off is None else s.paused_for_hand_off,
+        "shared_dict": s.shared_dict,
+    }
+
+
 def task_entry(r: Any, job_dir: str) -> dict[str, Any]:
     """A task's entry in the checkpoint (`r`: its TaskRun); log paths relative to `job_dir`."""
     return {
@@ -148,6 +164,7 @@ def task_entry(r: Any, job_dir: str) -> dict[str, Any]:
         "reason": r.reason,
         "started_at": iso(r.started_at),
         "finished_at": iso(r.finished_at),
+        "retry_at": iso(r.retry_at) if r.retry_at else None,
         "pid": r.pid if r.state == RUNNING else None,
         "create_time": r.create_time if r.state == RUNNING else None,
         "logs": [os.path.relpath(p, job_dir) for p in r.logs],

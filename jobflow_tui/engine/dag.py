@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Callable
 
 from ..jobdef.model import JobDef
@@ -45,6 +46,7 @@ class TaskStates:
     def recount(self) -> None:
         """After the states were set from a checkpoint."""
         self.succeeded = sum(1 for r in self.tasks.values() if r.state == SUCCEEDED)
+        self.retrying = sum(1 for r in self.tasks.values() if r.state == RETRYING)
 
     def reset(self, run: TaskRun, reason: str = "") -> None:
         """Back to pending, with a fresh retry budget."""
@@ -113,6 +115,7 @@ class TaskStates:
         if run.retry_handle:
             run.retry_handle.cancel()
             run.retry_handle = None
+        run.retry_at = None
         self.set(run, ABORTED, reason)
         self.block_downstream(run.name)
 
@@ -146,14 +149,21 @@ class TaskStates:
             why = f"timed out after {run.spec.timeout:g}s" if reason == "timeout" else what
             if run.attempt < run.spec.max_attempts:
                 wait = run.spec.retry_wait(run.attempt)
+                run.retry_at = time.time() + wait
                 self.set(run, RETRYING, f"{why}; retry in {wait:g}s")
-                run.retry_handle = asyncio.get_running_loop().call_later(wait, self._retry_due, run)
+                self.retry_later(run)
             else:
                 self.set(run, FAILED, why)
                 self.block_downstream(run.name)
 
+    def retry_later(self, run: TaskRun) -> None:
+        """A retrying task's next attempt, at its `retry_at`."""
+        delay = max(0.0, (run.retry_at or 0) - time.time())
+        run.retry_handle = asyncio.get_running_loop().call_later(delay, self._retry_due, run)
+
     def _retry_due(self, run: TaskRun) -> None:
         run.retry_handle = None
+        run.retry_at = None
         if run.state == RETRYING:
             self.ready.appendleft(run.name)
             self._ready_again()

@@ -59,6 +59,13 @@ class RunIdle:
 
 
 @dataclass(frozen=True)
+class Paused:
+    """Launching new tasks stopped (`paused`) or started again."""
+
+    paused: bool
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the operator should know that is not a task's state (a full disk, say)."""
 
@@ -66,4 +73,4 @@ class Notice:
     severity: str = "warning"  # "information", "warning" or "error"
 
 
-Event = StateChanged | Output | RunIdle | Notice
+Event = StateChanged | Output | RunIdle | Notice | Paused

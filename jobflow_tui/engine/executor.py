@@ -119,6 +119,10 @@ class Executors:
     def pick(self, spec: TaskDef) -> Executor:
         return self.python if spec.python_class else self.commands
 
+    def pick_for_run(self, run: Any) -> Executor:
+        """`pick` for a TaskRun."""
+        return self.pick(run.spec)
+
     def all(self) -> list[Executor]:
         return [self.commands, self.python]
 

@@ -23,6 +23,11 @@ class LineSplitter:
         self.max_line = max_line
         self._partial = b""
 
+    @property
+    def held(self) -> int:
+        """Bytes of a partial line held back, not yet let out."""
+        return len(self._partial)
+
     def feed_block(self, chunk: bytes) -> bytes | None:
         """The lines completed by `chunk`, joined by b"\\n" (None: no line completed)."""
         end = chunk.rfind(b"\n")

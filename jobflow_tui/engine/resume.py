@@ -18,7 +18,7 @@ from ..jobdef.model import JobDef
 from ..journal import AttemptFiles
 from .attempt import TaskRun
 from .checkpoint import CheckpointError, count, from_iso, read_checkpoint
-from .events import FAILED, PENDING, RUNNING, SUCCEEDED
+from .events import ABORTED, BLOCKED, FAILED, PENDING, RETRYING, RUNNING, SUCCEEDED
 from .executor import Execution, Executor
 from .outputs import recorded_outcome
 from .statedir import RunError, StateDir, attempt_files, attempts_on_disk, launched, new_run_id, safe_name
@@ -45,6 +45,10 @@ class Restored:
     shared_dict: dict[str, Any]
     adopted: list[Adopted] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    paused: bool = False
+    retrying: list[TaskRun] = field(default_factory=list)  # to be retried at their retry_at
+    params: dict[str, str] | None = None  # the run's parameters and limit, when taken over exactly
+    limit: int | None = None
 
 
 def _entry(prev: dict, name: str) -> dict:
@@ -114,9 +118,14 @@ def refuse_if_alive(prev: dict, tasks: dict[str, TaskRun], run_dir: str, pick: C
 
 
 def restore(prev: dict, job: JobDef, tasks: dict[str, TaskRun], job_dir: str, run_dir: str,
-            pick: Callable[[TaskRun], Executor]) -> Restored:
+            pick: Callable[[TaskRun], Executor], exact: bool = False) -> Restored:
     """Take over a previous run: what succeeded stays, what still runs is adopted, the
-    rest (and what changed since, with its downstream) goes back to pending."""
+    rest (and what changed since, with its downstream) goes back to pending.
+
+    `exact`: go on as if nothing happened (a run handed over to another process): failed,
+    aborted and blocked tasks stay so, retries keep their budget and their time, the
+    selection and the pause are kept.
+    """
     shared = prev.get("shared_dict")
     restored = Restored(
         run_id=str(prev.get("run_id") or ""),
@@ -140,7 +149,12 @@ def restore(prev: dict, job: JobDef, tasks: dict[str, TaskRun], job_dir: str, ru
         run.exit_code = t.get("exit_code") if isinstance(t.get("exit_code"), int) else None
         run.started_at = from_iso(t.get("started_at"))
         run.finished_at = from_iso(t.get("finished_at"))
+        # The try within its retry budget, as it was: the budget began `attempt` tries ago.
+        within = count(t, "attempt") if 0 < count(t, "attempt") <= run.attempts else 1
         state = t.get("state")
+        if exact:
+            run.selected = t.get("selected") is not False
+            run.reason = str(t.get("reason") or "")
         newest = last.get(name, (0, False))[0]
         if newest > run.attempts:
             # The runner died between starting an attempt and recording it.
@@ -152,7 +166,7 @@ def restore(prev: dict, job: JobDef, tasks: dict[str, TaskRun], job_dir: str, ru
             execution, code = settle(pick(run), files, t.get("pid"), t.get("create_time"))
             if execution is not None:
                 run.pid, run.create_time = execution.pid, execution.create_time
-                run.budget_start = max(0, run.attempts - 1)
+                run.budget_start = max(0, run.attempts - within)
                 restored.adopted.append(Adopted(run, files, execution, again=name in rerun))
                 continue
             run.exit_code = code
@@ -162,11 +176,21 @@ def restore(prev: dict, job: JobDef, tasks: dict[str, TaskRun], job_dir: str, ru
             state = SUCCEEDED if code == 0 else FAILED
         if state == SUCCEEDED and name not in rerun:
             run.state = SUCCEEDED
+        elif exact and state in (FAILED, ABORTED, BLOCKED, RETRYING) and t.get("state") == state:
+            run.state, run.budget_start = state, max(0, run.attempts - within)
+            if state == RETRYING:
+                run.retry_at = from_iso(t.get("retry_at")) or time.time()
+                restored.retrying.append(run)
         else:
             if name in rerun:
                 run.outputs = {}
             run.budget_start = run.attempts
             run.state = PENDING
+    if exact:
+        restored.paused = prev.get("paused") is True
+        params, limit = prev.get("params"), prev.get("limit")
+        restored.params = {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else None
+        restored.limit = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 else None
     if changed:
         restored.notes.append(
             "changed since the last run, so run again with what depends on them: " + ", ".join(sorted(changed)))
@@ -174,18 +198,37 @@ def restore(prev: dict, job: JobDef, tasks: dict[str, TaskRun], job_dir: str, ru
 
 
 def take_over(job: JobDef, tasks: dict[str, TaskRun], state: StateDir, resume: bool,
-              pick: Callable[[TaskRun], Executor]) -> Restored:
-    """With `resume`, take over the last run (unless it completed); else start a new one,
-    refused while an attempt of the last run still runs. RunError if the run cannot start."""
+              pick: Callable[[TaskRun], Executor], exact: bool = False) -> Restored:
+    """With `resume`, take over the last run (unless it completed; `exact`: as it was, see
+    `restore`); else start a new one, refused while an attempt of the last run still runs.
+    RunError if the run cannot start."""
     try:
         prev = read_checkpoint(state.checkpoint_path, job.name)
     except CheckpointError as e:
         raise RunError(str(e)) from None
     if resume and prev and not prev.get("completed"):
-        return restore(prev, job, tasks, state.job_dir, state.run_dir(str(prev.get("run_id") or "")), pick)
+        run_dir = state.run_dir(str(prev.get("run_id") or ""))
+        return restore(prev, job, tasks, state.job_dir, run_dir, pick, exact)
     fresh = Restored(new_run_id(), time.time(), {})
     if resume and prev:
         fresh.notes.append("the last run finished with every task succeeded: starting a new run")
     if prev:
         refuse_if_alive(prev, tasks, state.run_dir(str(prev.get("run_id", ""))), pick)
     return fresh
+
+
+def take_over_run(s: Any) -> list[Adopted]:
+    """`take_over` for Scheduler `s`, whose state it sets; the attempts to adopt."""
+    taken = take_over(s.job, s.tasks, s.state, s.resume_requested, s.executors.pick_for_run, s.handed_over)
+    s.run_id, s.started_at, s.shared_dict = taken.run_id, taken.started_at, taken.shared_dict
+    s.notes += taken.notes
+    s.paused = s.paused or taken.paused
+    if taken.params is not None:
+        s.params = taken.params
+    if taken.limit is not None:
+        s.limit = taken.limit
+    s.states.recount()
+    for run in taken.retrying:
+        s.states.retry_later(run)
+    s.has_outputs = any(r.outputs for r in s.tasks.values())
+    return taken.adopted

@@ -69,6 +69,9 @@ class Run(Protocol):
     def downstream(self, name: str) -> list[str]:
         """Every task that depends on `name`, directly or not."""
 
+    def emitted(self, name: str) -> int | None:
+        """Bytes of the running attempt's log already told as events (None: none runs)."""
+
     def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
         """Every event from now on; returns a function that unsubscribes."""
 
@@ -95,6 +98,12 @@ class Run(Protocol):
 class Owner(Protocol):
     """The life cycle of a run, for the one process that owns it."""
 
+    state_dir: str  # the state dir, and the job's own folder in it
+    job_dir: str
+
+    @property
+    def job_path(self) -> str: ...
+
     async def start(self) -> None: ...
 
     async def shutdown(self, reason: str = "interrupted") -> None:
@@ -107,6 +116,9 @@ class Owner(Protocol):
 
     def kill_now(self) -> None:
         """SIGKILL every running task at once (a second interrupt)."""
+
+    def hand_off(self) -> None:
+        """Launch nothing more and write the checkpoint: another process takes the run over."""
 
     @property
     def kill_grace(self) -> float:
@@ -129,7 +141,7 @@ def snapshot(run: Run) -> dict[str, Any]:
                 "state": t.state, "attempt": t.attempt, "attempts": t.attempts, "max_attempts": t.max_attempts,
                 "exit_code": t.exit_code, "started_at": t.started_at, "finished_at": t.finished_at,
                 "pid": t.pid, "logs": list(t.logs), "reason": t.reason, "selected": t.selected,
-                "dependencies": list(t.dependencies),
+                "dependencies": list(t.dependencies), "emitted": run.emitted(name),
             }
             for name, t in ((n, run.tasks[n]) for n in run.order)
         },

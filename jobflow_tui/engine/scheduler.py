@@ -19,10 +19,10 @@ from ..jobdef.model import JobDef
 from . import contain
 from .attempt import Attempt, TaskRun
 from .attempts import AttemptRunner, attempt_environment, copy_of, run_environment
-from .checkpoint import FORMAT, CheckpointWriter, iso, task_entry
+from .checkpoint import CheckpointWriter, run_head, task_entry
 from .dag import TaskStates
-from .events import ABORTED, ACTIVE, PENDING, RETRYING, RUNNING, Event, Notice, RunIdle
-from .executor import AttemptRequest, Executor, Executors, Outcome
+from .events import ABORTED, ACTIVE, PENDING, RETRYING, RUNNING, Event, Notice, Paused, RunIdle
+from .executor import AttemptRequest, Executors, Outcome
 from .outputs import merge_shared
 from .statedir import DiskWatch, RunError, StateDir, attempt_files, default_state_dir, new_run_id
 
@@ -42,16 +42,18 @@ class Scheduler:
         only: list[str] | None = None,
         resume: bool = False,
         subreaper: bool = False,
+        handed_over: bool = False,
     ) -> None:
         """`subreaper`: orphans of tasks come back to this process, which reaps every child
-        it did not start; for a process that runs nothing else (the command line)."""
+        it did not start; for a process that runs nothing else (the command line).
+        `handed_over`: with `resume`, go on exactly where the previous owner stopped."""
         self.job = job
         self.state = StateDir(state_dir or default_state_dir(job.directory), job.name)
-        self.state_dir, self.job_dir = self.state.root, self.state.job_dir
-        self.checkpoint_path = self.state.checkpoint_path
+        self.state_dir, self.job_dir, self.checkpoint_path = self.state.root, self.state.job_dir, self.state.checkpoint_path
         self.limit = job.max_concurrency if max_concurrency is None else max_concurrency
         self.params = dict(params or {})
-        self.resume_requested = resume
+        self.resume_requested, self.handed_over = resume, handed_over
+        self.paused_for_hand_off: bool | None = None  # hand_off(): whether the run was paused before
         self.order = job.order()
         self.tasks: dict[str, TaskRun] = {n: TaskRun(n, job.tasks[n]) for n in self.order}
         if only:
@@ -65,7 +67,7 @@ class Scheduler:
         self.notes: list[str] = []
         self.shared_dict: dict[str, Any] = {}
         self.executors = Executors(job)
-        self.checkpoint = CheckpointWriter(self.checkpoint_path, self.order, self._head,
+        self.checkpoint = CheckpointWriter(self.checkpoint_path, self.order, lambda: run_head(self),
                                            lambda n: task_entry(self.tasks[n], self.job_dir), self._emit)
         self.states = TaskStates(job, self.tasks, self._emit, self.checkpoint.changed, self._pump)
         self.attempts = AttemptRunner(self.executors, self.tasks, self._emit, self.checkpoint.changed,
@@ -73,7 +75,7 @@ class Scheduler:
         self.subreaper = subreaper
         self._listeners: list[Callable[[Event], None]] = []
         self._running = 0
-        self._has_outputs = False  # any task published outputs (restored ones included)
+        self.has_outputs = False  # any task published outputs (restored ones included)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: asyncio.Future | None = None
         self._background: set[asyncio.Task] = set()
@@ -100,6 +102,11 @@ class Scheduler:
 
     def downstream(self, name: str) -> list[str]:
         return self.job.downstream(name)
+
+    def emitted(self, name: str) -> int | None:
+        """Bytes of the running attempt's log already told as Output events (None: none runs)."""
+        attempt = self.tasks[name].current
+        return attempt.tail.emitted if attempt is not None and attempt.tail is not None else None
 
     def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
         """Call `listener(event)` for every event; returns a function that unsubscribes.
@@ -138,14 +145,20 @@ class Scheduler:
 
     def pause(self) -> None:
         """Stop launching new tasks; running ones go on."""
-        self.paused = True
+        self._paused(True)
         self._check_idle()
 
     def resume(self) -> None:
         """Launch again after `pause`."""
-        self.paused = False
+        self._paused(False)
         self._pump()
         self._check_idle()
+
+    def _paused(self, paused: bool) -> None:
+        if paused != self.paused:
+            self.paused = paused
+            self.checkpoint.changed()
+            self._emit(Paused(paused))
 
     unpause = resume
 
@@ -194,12 +207,7 @@ class Scheduler:
             return []
         from . import resume
 
-        taken = resume.take_over(self.job, self.tasks, self.state, self.resume_requested, self._executor)
-        self.run_id, self.started_at, self.shared_dict = taken.run_id, taken.started_at, taken.shared_dict
-        self.notes += taken.notes
-        self.states.recount()
-        self._has_outputs = any(r.outputs for r in self.tasks.values())
-        return taken.adopted
+        return resume.take_over_run(self)
 
     async def run(self) -> int:
         """Start, wait until nothing is left to do, close; return the exit code (0 or 1)."""
@@ -244,6 +252,13 @@ class Scheduler:
     def kill_now(self) -> None:
         """SIGKILL every running task at once (a second interrupt: no more grace)."""
         self.attempts.kill_now()
+
+    def hand_off(self) -> None:
+        """Before this process leaves the run to another: launch nothing more, and write the
+        checkpoint (blocking, from any thread; the tasks go on, to be adopted)."""
+        self.paused_for_hand_off = self.paused
+        self.paused = True  # read by the next launch: no event, the loop may be stuck
+        self.save_now()
 
     @property
     def kill_grace(self) -> float:
@@ -306,12 +321,9 @@ class Scheduler:
 
     # ---- attempts ----------------------------------------------------------------
 
-    def _executor(self, run: TaskRun) -> Executor:
-        return self.executors.pick(run.spec)
-
     def upstream_outputs(self, name: str) -> dict[str, dict]:
         """Outputs of every task `name` depends on (directly or not) that published any."""
-        if not self._has_outputs:
+        if not self.has_outputs:
             return {}  # the common case, and free: no ancestry walk
         return {n: self.tasks[n].outputs for n in self.job.upstream([name]) if n != name and self.tasks[n].outputs}
 
@@ -365,7 +377,7 @@ class Scheduler:
         run.current = None
         if outcome.outputs:
             run.outputs.update(outcome.outputs)
-            self._has_outputs = True
+            self.has_outputs = True
         if outcome.shared_dict is not None and attempt.shared_before is not None:
             if merge_shared(self.shared_dict, attempt.shared_before, outcome.shared_dict):
                 self.checkpoint.changed()
@@ -383,17 +395,3 @@ class Scheduler:
         self._background.add(t)
         t.add_done_callback(self._background.discard)
         return t
-
-    # ---- the checkpoint's content ------------------------------------------------
-
-    def _head(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "job": {"name": self.job.name, "path": self.job.path, "hash": self.job.hash},
-            "run_id": self.run_id,
-            "started_at": iso(self.started_at),
-            "updated_at": iso(time.time()),
-            "completed": self.states.succeeded == len(self.tasks),
-            "params": self.params,
-            "shared_dict": self.shared_dict,
-        }

@@ -26,6 +26,11 @@ class LogTail:
         self._file = None
         self._lock = asyncio.Lock()
 
+    @property
+    def emitted(self) -> int:
+        """Bytes of the file already given out as lines."""
+        return self.offset - self.splitter.held
+
     def has_new(self) -> bool:
         try:
             return os.stat(self.path).st_size > self.offset

@@ -98,6 +98,7 @@ class JobDef:
     directory: str
     tasks: dict[str, TaskDef]
     max_concurrency: int = 0
+    on_hangup: str = "detach"  # when the dashboard loses its terminal: "detach" or "stop"
     extension_directories: list[str] = field(default_factory=list)
     extension_packages: list[str] = field(default_factory=list)
     task_files: list[str] = field(default_factory=list)  # modules of task classes (flows in code)

@@ -23,7 +23,7 @@ NOTED_TOP = {
     "extensions": "extensions are not loaded; the dashboard and headless reporter show progress",
 }
 CONFIG_KEYS = frozenset({
-    "name", "max_concurrency", "env", "cwd", "kill_grace", "extension_directories",
+    "name", "max_concurrency", "env", "cwd", "kill_grace", "extension_directories", "on_hangup",
     "extension_packages", "synchro_interval_seconds", "loggers_interval_seconds",
     "extensions_interval_seconds", "checkpointer_interval_seconds",
 })
@@ -127,6 +127,11 @@ def validate(doc: dict, abspath: str, r: Reporter) -> JobDef:
         _num(r, config, ("config",), "kill_grace", 5.0, minimum=0),
     )
     max_conc = _int(r, config, ("config",), "max_concurrency", 0, minimum=0)
+    on_hangup = config.get("on_hangup", "detach")
+    if on_hangup not in ("detach", "stop"):
+        r.error(("config", "on_hangup"), "'config.on_hangup' is 'detach' (the run goes on without the dashboard) "
+                "or 'stop' (the run stops with it)")
+        on_hangup = "detach"
     ext_dirs = [
         os.path.normpath(os.path.join(directory, os.path.expanduser(p)))
         for p in _str_list(r, config, ("config",), "extension_directories")
@@ -151,7 +156,7 @@ def validate(doc: dict, abspath: str, r: Reporter) -> JobDef:
 
     _check_graph(r, tasks, dep_keys)
     out = JobDef(
-        name=name, path=abspath, directory=directory, tasks=tasks, max_concurrency=max_conc,
+        name=name, path=abspath, directory=directory, tasks=tasks, max_concurrency=max_conc, on_hangup=on_hangup,
         extension_directories=ext_dirs, extension_packages=ext_pkgs, notes=notes,
     )
     out.locate = r.at

@@ -40,6 +40,7 @@ ACTIONS: list[Action] = [
     Action("later_attempt", "right_square_bracket", "attempt(1)", "later attempt", footer=False),
     Action("pager", "o", "pager", "pager"),
     Action("help", "question_mark", "help", "help", palette="job"),
+    Action("detach", "d", "detach", "detach", palette="job", palette_words="detach: leave the run running"),
     Action("quit", "q", "quit_app", "quit"),
     Action("tasks", "escape", "focus_tree", "tasks", footer=False),
     # Keys the task list and the app handle themselves.

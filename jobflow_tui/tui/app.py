@@ -33,7 +33,6 @@ from ..engine import (
 )
 from ..engine.run import Owner, Run
 from ..sanitize import clean_line
-from . import hangup
 from .actions import bindings, help_rows
 from .buffer import TailBuffer, read_tail
 from .commands import TaskCommands
@@ -41,6 +40,7 @@ from .keys import load_keymap
 from .logview import LogView
 from .rows import gauge, group_row, header, log_title, task_row
 from .screens import Confirm, Help
+from .session import Session
 from .tasklist import TaskList
 from .usage import UsageSampler
 
@@ -60,15 +60,19 @@ class Dashboard(App[int]):
         scheduler: Run,
         *,
         start_engine: bool = True,
+        attached: bool = False,
+        on_hangup: str = "detach",
         clock: Callable[[], float] = time.time,
         keymap_path: str | None = None,
     ) -> None:
         """`scheduler`: the run shown and driven, through its run API. With `start_engine`,
-        this dashboard also owns it: starts it, and stops it on quit or hang-up."""
+        this dashboard owns it: starts it, serves it, stops it or hands it over on quit or
+        hang-up. `attached`: a viewer of a run another process owns."""
         super().__init__()
         self.scheduler = scheduler
-        self.owner: Owner | None = scheduler if start_engine else None  # type: ignore[assignment]
-        self.start_engine_on_mount = start_engine
+        owner: Owner | None = scheduler if start_engine and not attached else None  # type: ignore[assignment]
+        self.session = Session(self, scheduler, owner, attached, on_hangup)
+        self.start_engine_on_mount = start_engine or attached
         self.clock = clock
         self.keymap_path = keymap_path
         self.buffers: dict[str, TailBuffer] = {n: TailBuffer() for n in scheduler.order}
@@ -115,23 +119,11 @@ class Dashboard(App[int]):
         self.set_interval(1 / FLUSH_HZ, self.flush)
         if self.start_engine_on_mount:
             self.set_interval(1.0, self.tick)
-            self.run_worker(self.start_engine(), group="engine", exit_on_error=False)
             self.sample_usage()
-            if not self.is_headless and self.owner is not None:  # a real terminal (not a test)
-                hangup.install(self.owner, lambda code: self.run_worker(self.stop(code), group="stop"))
+            self.session.begin(terminal=not self.is_headless)  # a real terminal (not a test)
         self.show(self.scheduler.order[0])
         self.refresh_header()
         self.refresh_gauge()
-
-    async def start_engine(self) -> None:
-        assert self.owner is not None
-        try:
-            await self.owner.start()
-        except Exception as e:  # RunError and the like: say it and leave, nothing ran
-            self.exit(2, message=f"jobflow-tui: {e}")
-            return
-        for note in self.scheduler.notes:
-            self.notify(note, timeout=8)
 
     # ---- engine events -> widgets -----------------------------------------------
 
@@ -372,17 +364,11 @@ class Dashboard(App[int]):
 
     @work(group="actions", exit_on_error=False)
     async def action_quit_app(self) -> None:
-        running = self.scheduler.active()
-        if running and not await self.push_screen_wait(
-            Confirm(f"{len(running)} task(s) running: abort them and quit?")
-        ):
-            return
-        await self.stop(None)
+        await self.session.quit()
+
+    def action_detach(self) -> None:
+        self.session.detach()
 
     async def stop(self, code: int | None) -> None:
-        """End every running tree, write the checkpoint, leave with the run's exit code."""
-        if self.owner is not None:
-            await self.owner.shutdown("aborted: dashboard quit" if code is None else "interrupted")
-        if not self.is_headless:
-            hangup.exit_if_stuck(code if code is not None else self.scheduler.exit_code())
-        self.exit(code if code is not None else self.scheduler.exit_code())
+        """End the run (its trees, its checkpoint) and leave with its exit code."""
+        await self.session.stop(code)

@@ -98,14 +98,16 @@ def count_lines(block: bytes) -> int:
     return len(block.translate(None, _ALL_BUT_NEWLINE)) + 1
 
 
-def read_tail(path: str, limit: int = TAIL_LINES, max_bytes: int = 2 * 1024 * 1024) -> TailBuffer:
-    """The last lines of a log file on disk (for earlier attempts and resumed runs)."""
+def read_tail(path: str, limit: int = TAIL_LINES, max_bytes: int = 2 * 1024 * 1024, upto: int | None = None
+              ) -> TailBuffer:
+    """The last lines of a log file on disk (for earlier attempts and resumed runs), or of
+    its first `upto` bytes."""
     buf = TailBuffer(limit)
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+            size = os.fstat(f.fileno()).st_size if upto is None else upto
             f.seek(max(0, size - max_bytes))
-            data = f.read()
+            data = f.read(min(size, max_bytes))
     except OSError as e:
         buf.extend([f"(cannot read {path}: {e.strerror})"])
         return buf

@@ -1,4 +1,4 @@
-"""Modal screens: a yes/no question and the generated help."""
+"""Modal screens: a question (yes, no, and perhaps a few more answers) and the generated help."""
 
 from __future__ import annotations
 
@@ -10,22 +10,29 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 
-class Confirm(ModalScreen[bool]):
-    """A yes/no question: y or Enter says yes, n or Escape says no."""
+class Confirm(ModalScreen[bool | str]):
+    """A yes/no question: y or Enter says yes, n or Escape says no; `others` are more
+    answers, each a key ("d": "detach"), which dismiss with that key."""
 
     BINDINGS = [
         Binding("y,enter", "answer(True)", "yes"),
         Binding("n,escape", "answer(False)", "no"),
     ]
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: str, yes: str = "yes", no: str = "no", others: dict[str, str] | None = None) -> None:
         super().__init__()
         self.question = question
+        self.answers = {"y": yes, **(others or {}), "n": no}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label(Text(self.question), id="question")
-            yield Label("[y] yes    [n] no", id="choices", markup=False)
+            yield Label("    ".join(f"[{k}] {v}" for k, v in self.answers.items()), id="choices", markup=False)
+
+    def on_key(self, event) -> None:
+        if event.key in self.answers and event.key not in ("y", "n"):
+            event.stop()
+            self.dismiss(event.key)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

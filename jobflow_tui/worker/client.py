@@ -70,7 +70,7 @@ class Worker:
             self._ended[req["done"]] = ended
             req["release"], self._released = self._released, []
         try:
-            return int(self.request(req, req["log"])["pid"]), ended
+            return int(self.request(req)["pid"]), ended
         except BaseException:
             self.forget(req["status"], req["key"])
             raise
@@ -85,15 +85,10 @@ class Worker:
         with self._ends_lock:
             self._released.append(pid)
 
-    def request(self, req: dict[str, Any], log: str | None = None) -> dict[str, Any]:
-        """Send one request and wait for its reply. `log`: an attempt's log, made just
-        before the request goes out, as a command's is just before it is spawned (a runner
-        that dies in between leaves an attempt that a resumed run waits for, never one it
-        could start a second time)."""
+    def request(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and wait for its reply."""
         with self.lock:
             assert self.proc.stdin is not None and self.proc.stdout is not None
-            if log is not None:
-                os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
             try:
                 self.proc.stdin.write(json.dumps(req, default=str).encode() + b"\n")
                 self.proc.stdin.flush()
