@@ -161,8 +161,9 @@ def test_actions_through_the_socket_say_what_became_of_the_task(tmp_path: Path) 
         tasks:
           slow: {{command: '{gate(tmp_path, "go")}'}}
           fails: {{command: 'exit 4'}}
+          keep: {{command: '{gate(tmp_path, "end")}'}}
     """)
-    owner = start_owner(tmp_path)
+    owner = start_owner(tmp_path)  # `keep` holds the run open until the end
     try:
         wait_served(tmp_path)
         jd = job_dir(tmp_path)
@@ -175,8 +176,11 @@ def test_actions_through_the_socket_say_what_became_of_the_task(tmp_path: Path) 
             request(jd, "retry", task="nope")
         assert request(jd, "pause")["paused"] is True
         assert request(jd, "unpause")["paused"] is False
+        (tmp_path / "end").touch()
         owner.wait(timeout=30)
     finally:
+        for gate_file in ("go", "end"):
+            (tmp_path / gate_file).touch()
         if owner.poll() is None:
             owner.kill()
             owner.wait()

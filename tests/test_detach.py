@@ -63,7 +63,7 @@ def test_detach_ps_verbs_and_stop(tmp_path: Path) -> None:
         assert r.returncode == 0 and "paused" in r.stdout
         r = cli("retry", "job.yaml", "fails", cwd=tmp_path)  # retried, but paused: waits
         assert r.returncode == 0 and "fails: failed -> pending" in r.stdout
-        assert states(tmp_path)["later"] == "pending"
+        wait_for(lambda: states(tmp_path)["later"] == "pending", 10, "the checkpoint to show the retry")
         r = cli("unpause", "job.yaml", cwd=tmp_path)
         assert r.returncode == 0
         wait_for(lambda: checkpoint(tmp_path)["tasks"]["fails"]["attempts"] == 2, 20, "the retry")
@@ -77,6 +77,7 @@ def test_detach_ps_verbs_and_stop(tmp_path: Path) -> None:
         r = cli("stop", "job.yaml", cwd=tmp_path)
         assert r.returncode == 1 and "no live run of job 'job'" in r.stderr
     finally:
+        (tmp_path / "never").touch()
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
 

@@ -306,6 +306,9 @@ def test_d_detaches_and_the_run_goes_on(tmp_path: Path, tmux_factory) -> None:
     write(tmp_path / "job.yaml", "tasks:\n  wait: {command: 'while [ ! -e go ]; do sleep 0.05; done; echo done'}\n")
     t = tmux_factory(tmp_path, f"{EXE} job.yaml")
     t.wait("▶ wait running")
+    ps = json.loads(subprocess.run([EXE, "ps", "--json"], capture_output=True, text=True, timeout=30).stdout)
+    ours = [r for r in ps if r["path"] == str(tmp_path / "job.yaml")]
+    assert len(ours) == 1 and ours[0]["kind"] == "dashboard" and ours[0]["counts"] == {"running": 1}
     t.keys("q")
     t.wait("[y] stop the run", "[d] detach")
     t.keys("d")

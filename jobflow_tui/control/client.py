@@ -38,12 +38,22 @@ def connect(job_dir: str, timeout: float = 5.0) -> socket.socket:
         raise NoLiveRun(str(e)) from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-    except OSError:
-        sock.close()
-        raise NoLiveRun(f"no live run of {job_dir}") from None
-    return sock
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return sock
+        except BlockingIOError:
+            # The owner's accept queue is full (it is busy, or being flooded with
+            # connections): a unix socket refuses at once rather than waiting, so wait here.
+            if time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            sock.close()
+            raise NoLiveRun(f"the owner of {job_dir} does not accept connections") from None
+        except OSError:
+            sock.close()
+            raise NoLiveRun(f"no live run of {job_dir}") from None
 
 
 def request(job_dir: str, op: str, timeout: float = 60.0, **fields: Any) -> Any:
@@ -168,6 +178,8 @@ class RemoteRun:
                     code = int(message.get("exit_code", 1))
                     break
                 else:
+                    if message.get("event") == "output":
+                        message["data"] = await reader.readexactly(int(message["bytes"]))
                     self._event(message)
         except (OSError, ValueError, asyncio.IncompleteReadError):
             pass

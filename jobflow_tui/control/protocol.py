@@ -3,7 +3,9 @@
 A client sends requests `{"id": N, "op": OP, ...}` and gets one reply per request,
 `{"id": N, "ok": true, "result": ...}` or `{"id": N, "ok": false, "error": "..."}`.
 After `subscribe` the owner also sends every event of the run, `{"event": KIND, ...}`,
-and `{"event": "end", "exit_code": C}` when the run is over.
+and `{"event": "end", "exit_code": C}` when the run is over. Output is the one exception
+to a line of JSON: `{"event": "output", "task", "attempt", "bytes": N}` and then the N raw
+bytes of its lines (escaping a flood into JSON would cost the run more than the flood).
 
 Requests are untrusted: at most MAX_REQUEST bytes a line, a known `op`, the fields it
 needs with the right types; anything else is a ProtocolError (the client is dropped).
@@ -51,6 +53,14 @@ def parse_request(line: bytes) -> dict[str, Any]:
     return req
 
 
+def encode_event(e: Event) -> bytes | None:
+    """An engine event as it travels (None: not one that does)."""
+    message = event_message(e)
+    if message is None:
+        return None
+    return encode(message) + e.data if isinstance(e, Output) else encode(message)
+
+
 def event_message(e: Event) -> dict[str, Any] | None:
     """An engine event as a message (None: not one that travels)."""
     if isinstance(e, StateChanged):
@@ -58,7 +68,7 @@ def event_message(e: Event) -> dict[str, Any] | None:
                 "max_attempts": e.max_attempts, "exit_code": e.exit_code, "started_at": e.started_at,
                 "finished_at": e.finished_at, "reason": e.reason}
     if isinstance(e, Output):
-        return {"event": "output", "task": e.task, "attempt": e.attempt, "text": e.text}
+        return {"event": "output", "task": e.task, "attempt": e.attempt, "bytes": len(e.data)}
     if isinstance(e, RunIdle):
         return {"event": "idle", "exit_code": e.exit_code}
     if isinstance(e, Paused):
@@ -77,7 +87,7 @@ def event_from_message(m: dict[str, Any]) -> Event | None:
                                 int(m["max_attempts"]), m.get("exit_code"), m.get("started_at"),
                                 m.get("finished_at"), str(m.get("reason") or ""))
         if kind == "output":
-            return Output(str(m["task"]), int(m["attempt"]), str(m["text"]).encode())
+            return Output(str(m["task"]), int(m["attempt"]), m["data"])
         if kind == "idle":
             return RunIdle(int(m["exit_code"]))
         if kind == "paused":

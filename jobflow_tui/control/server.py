@@ -10,6 +10,7 @@ waiting before it is dropped; neither stops or slows the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import struct
@@ -21,7 +22,7 @@ from typing import Any
 from ..engine.events import Event
 from ..engine.run import Run, snapshot
 from . import place
-from .protocol import MAX_REQUEST, ProtocolError, encode, event_message, parse_request
+from .protocol import MAX_REQUEST, ProtocolError, encode, encode_event, parse_request
 
 MAX_QUEUED = 32 * 1024 * 1024  # bytes of events waiting for one slow client
 
@@ -98,8 +99,16 @@ class ControlServer:
         """Listen (a stale socket of a dead owner is replaced: the state dir's lock is ours)."""
         path = place.socket_path(self.job_dir)
         place.withdraw(self.job_dir)
-        self._server = await asyncio.start_unix_server(self._serve, path=path, limit=MAX_REQUEST)
-        os.chmod(path, 0o600)
+        # Bound under a private name and made 0600 before it gets its public one, so that
+        # nobody ever finds it with the umask's mode.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        staging = f"{path}.{os.getpid()}.new"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
+        sock.bind(staging)
+        os.chmod(staging, 0o600)
+        os.rename(staging, path)
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_REQUEST, backlog=1024)
         self.about = {"job": self.run.job_name, "path": self.run.job_path, "run_id": self.run.run_id,
                       "pid": os.getpid(), "kind": self.kind, "started_at": self.run.started_at,
                       "state_dir": self.job_dir, "socket": path}
@@ -125,10 +134,11 @@ class ControlServer:
             await asyncio.wait(self._serving, timeout=2.0)
 
     def _event(self, e: Event) -> None:
-        message = event_message(e)
-        if message is None:
+        if not any(client.subscribed for client in self.clients):
+            return  # nobody listens: nothing to encode
+        data = encode_event(e)
+        if data is None:
             return
-        data = encode(message)
         for client in list(self.clients):
             if client.subscribed:
                 client.send(data)
