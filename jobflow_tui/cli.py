@@ -47,7 +47,8 @@ def run_parser() -> argparse.ArgumentParser:
         description="Run a DAG of jobs with a live terminal dashboard (or headless for cron/CI).",
         epilog="subcommands: validate JOB | graph JOB [--format text|dot|mermaid] | status JOB | "
         "logs JOB TASK [--attempt N] [--follow] | attach JOB | ps [--json] | stop JOB | "
-        "retry|restart|abort JOB TASK... [--follow] | pause|unpause JOB   (each with a JOB takes --state-dir)",
+        "retry|restart|abort JOB TASK... [--follow] | pause|unpause JOB   (each with a JOB takes --state-dir) | "
+        "server [--listen HOST:PORT] [--token-file FILE] [JOB.yaml|DIR ...]",
     )
     p.add_argument("--version", action="version", version=f"jobflow-tui {__version__}")
     _common(p)
@@ -106,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         if cmd in ("pause", "unpause"):
             return verbs.cmd_pause(args, cmd)
         return {"attach": verbs.cmd_attach, "ps": verbs.cmd_ps, "stop": verbs.cmd_stop}[cmd](args)
+    if argv and argv[0] == "server":
+        from .server.main import parser, serve
+
+        return serve(parser(_Parser).parse_args(argv[1:]))
     args = run_parser().parse_args(argv)
     return cmd_run(args)
 

@@ -1,0 +1,203 @@
+"""One live run as the HTTP server follows it: a single subscription to the run's owner, its
+events numbered and kept in a bounded buffer that every Server-Sent Events stream of the
+run reads from.
+
+However many browsers and scripts follow a run, its owner sends each event once. An event's
+id is `<feed>.<n>`: `n` counts the feed's events (every output line is one), `<feed>` names
+this feed, so an id from another feed (a restarted server) is never taken for one of ours.
+A stream resumed with an id still in the buffer misses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..control.client import RemoteRun
+from ..engine.events import RUNNING, Event, Notice, Output, Paused, StateChanged
+
+MAX_BUFFER = 64 * 1024 * 1024  # bytes of encoded events a feed keeps for late or resuming readers
+ENTRY_OVERHEAD = 64  # what an entry costs beyond its encoded bytes, roughly
+
+
+def sse(event: str, data: dict[str, Any], event_id: str | None) -> bytes:
+    """One Server-Sent Event (the JSON of `data` has no newline, so one data line)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class Entry:
+    """Events `first`..`last` of a feed: a state change, a notice, or a block of output lines."""
+
+    __slots__ = ("first", "last", "task", "kind", "data", "lines", "_encoded", "_token")
+
+    def __init__(self, first: int, kind: str, task: str | None, data: dict[str, Any],
+                 lines: list[str] | None, token: str) -> None:
+        self.first = first
+        self.last = first + (len(lines) - 1 if lines else 0)
+        self.kind, self.task, self.data, self.lines = kind, task, data, lines
+        self._encoded: bytes | None = None
+        self._token = token
+
+    def encode(self, after: int = 0) -> bytes:
+        """The entry's events with numbers above `after`, as they go on the wire."""
+        if self.lines is None:
+            return self.encoded()
+        if after < self.first:
+            return self.encoded()
+        return self._encode_lines(after - self.first + 1)
+
+    def encoded(self) -> bytes:
+        if self._encoded is None:  # once per entry, however many streams send it
+            self._encoded = (sse(self.kind, self.data, f"{self._token}.{self.first}") if self.lines is None
+                             else self._encode_lines(0))
+        return self._encoded
+
+    def _encode_lines(self, skip: int) -> bytes:
+        assert self.lines is not None
+        task, attempt, token = self.data["task"], self.data["attempt"], self._token
+        dumps = json.dumps
+        return "".join(
+            f"id: {token}.{self.first + i}\nevent: output\n"
+            f'data: {{"task":{dumps(task)},"attempt":{attempt},"line":{dumps(line)}}}\n\n'
+            for i, line in enumerate(self.lines[skip:], start=skip)
+        ).encode()
+
+    @property
+    def size(self) -> int:
+        return len(self.encoded()) + ENTRY_OVERHEAD
+
+
+class Feed:
+    """The events of one live run, numbered from 1, the newest MAX_BUFFER bytes kept."""
+
+    def __init__(self, remote: RemoteRun) -> None:
+        self.remote = remote
+        self.token = secrets.token_hex(4)
+        self.entries: deque[Entry] = deque()
+        self.size = 0
+        self.last = 0  # the number of the newest event
+        self.dropped = 0  # the number of the newest event no longer in the buffer
+        # Per task: bytes of its current attempt's log already in events (a new stream
+        # reads what came before from the log itself).
+        self.emitted: dict[str, int] = {n: t.emitted or 0 for n, t in remote.tasks.items()}
+        self.exit_code: int | None = None  # set when the run ended
+        self.broken = False
+        self.idle_since = time.monotonic()  # when its last stream ended
+        self._wakers: set[asyncio.Event] = set()
+        self._unsubscribe: Callable[[], None] = remote.subscribe(self._event)
+        self._watch: asyncio.Task | None = None
+
+    @classmethod
+    async def follow(cls, job_dir: str) -> Feed:
+        """Subscribe to the owner of the run of `job_dir` (NoLiveRun if there is none)."""
+        remote = await asyncio.to_thread(RemoteRun.fetch, job_dir)
+        feed = cls(remote)
+        await remote.start()
+        # The subscription's own picture counts, not the one fetched just before it.
+        feed.emitted = {n: t.emitted or 0 for n, t in remote.tasks.items()}
+        feed._watch = asyncio.ensure_future(feed._until_end())
+        return feed
+
+    @property
+    def ended(self) -> bool:
+        """The run is over (its `end` came)."""
+        return self.exit_code is not None
+
+    @property
+    def over(self) -> bool:
+        """Nothing more will come: the run ended, or the connection to its owner broke (the
+        owner drops a reader that does not keep up; a new feed takes over)."""
+        return self.exit_code is not None or self.broken
+
+    @property
+    def followed(self) -> bool:
+        return bool(self._wakers)
+
+    async def _until_end(self) -> None:
+        assert self.remote.ended is not None
+        code = await self.remote.ended
+        if code is None:
+            self.broken = True
+        else:
+            self.exit_code = code
+        self._unsubscribe()
+        self.idle_since = time.monotonic()
+        self._wake()
+
+    async def close(self) -> None:
+        """Let go of the run (the server stops, or nobody followed it for a while)."""
+        self.broken = True
+        await self.remote.close()
+        if self._watch is not None:
+            self._watch.cancel()
+        self._wake()
+
+    def _event(self, e: Event) -> None:
+        if isinstance(e, Output):
+            lines = e.lines
+            self.emitted[e.task] = self.emitted.get(e.task, 0) + len(e.data) + 1
+            self._append("output", e.task, {"task": e.task, "attempt": e.attempt}, lines)
+        elif isinstance(e, StateChanged):
+            if e.state == RUNNING and e.previous != RUNNING:
+                self.emitted[e.task] = 0  # a new attempt, a new log
+            self._append("state", e.task, {"task": e.task, "state": e.state, "previous": e.previous,
+                                           "attempt": e.attempt, "exit_code": e.exit_code, "reason": e.reason})
+        elif isinstance(e, Paused):
+            self._append("paused", None, {"paused": e.paused})
+        elif isinstance(e, Notice):
+            self._append("notice", None, {"message": e.message, "severity": e.severity})
+
+    def _append(self, kind: str, task: str | None, data: dict[str, Any], lines: list[str] | None = None) -> None:
+        entry = Entry(self.last + 1, kind, task, data, lines, self.token)
+        self.entries.append(entry)
+        self.last = entry.last
+        self.size += entry.size
+        while self.size > MAX_BUFFER and len(self.entries) > 1:
+            old = self.entries.popleft()
+            self.size -= old.size
+            self.dropped = old.last
+        self._wake()
+
+    def _wake(self) -> None:
+        for waker in self._wakers:
+            waker.set()
+
+    def waker(self) -> asyncio.Event:
+        """An event set whenever something new arrives (discard it with `forget`)."""
+        w = asyncio.Event()
+        self._wakers.add(w)
+        return w
+
+    def forget(self, waker: asyncio.Event) -> None:
+        self._wakers.discard(waker)
+        if not self._wakers:
+            self.idle_since = time.monotonic()
+
+    def position(self, event_id: str | None) -> int | None:
+        """The event number a Last-Event-ID stands for, if it is one of ours still in reach
+        (None: unknown, from another feed, or too old)."""
+        if not event_id:
+            return None
+        token, _, n = event_id.partition(".")
+        if token != self.token or not n.isdigit():
+            return None
+        pos = int(n)
+        if pos > self.last or pos < self.dropped:
+            return None
+        return pos
+
+    def since(self, pos: int) -> list[Entry]:
+        """The entries holding events after number `pos` (which must be in reach)."""
+        found: list[Entry] = []
+        for entry in reversed(self.entries):
+            if entry.last <= pos:
+                break
+            found.append(entry)
+        found.reverse()
+        return found

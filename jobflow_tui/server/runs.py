@@ -1,0 +1,105 @@
+"""The runs a server can show: the live runs of its jobs (whoever started them: a shell, a
+dashboard, this server) and the last run of each job, from its checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..control.client import ControlError, NoLiveRun, request
+from ..control.place import live_runs
+from ..engine.checkpoint import CheckpointError, read_checkpoint
+from .catalog import Catalog, ServedJob
+
+
+@dataclass
+class RunRef:
+    """A run of a served job: `about` is what its live owner says of it (None: it is over)."""
+
+    run_id: str
+    job: ServedJob
+    job_dir: str
+    about: dict[str, Any] | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.about is not None
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        try:
+            cp = read_checkpoint(os.path.join(self.job_dir, "checkpoint.json"), self.job.name)
+        except CheckpointError:
+            return None
+        return cp if cp is not None and cp.get("run_id") == self.run_id else None
+
+
+def find_runs(catalog: Catalog) -> list[RunRef]:
+    """Every run of a served job there is to show: the live ones, then the last of each job."""
+    refs: dict[str, RunRef] = {}
+    for about in live_runs():
+        job = catalog.serves(str(about.get("path", "")))
+        if job is not None and isinstance(about.get("run_id"), str):
+            refs[about["run_id"]] = RunRef(about["run_id"], job, str(about["state_dir"]), about)
+    for job in catalog.jobs():
+        try:
+            cp = read_checkpoint(os.path.join(job.job_dir, "checkpoint.json"), job.name)
+        except CheckpointError:
+            continue
+        if cp is not None and isinstance(cp.get("run_id"), str) and cp["run_id"] not in refs:
+            refs[cp["run_id"]] = RunRef(cp["run_id"], job, job.job_dir)
+    return list(refs.values())
+
+
+def find_run(catalog: Catalog, run_id: str) -> RunRef | None:
+    return next((r for r in find_runs(catalog) if r.run_id == run_id), None)
+
+
+def counts_of(tasks: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in tasks.values():
+        state = str(t.get("state"))
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def outcome(cp: dict[str, Any]) -> str:
+    """succeeded, failed or stopped: how a run that is over ended."""
+    states = [t.get("state") for t in cp["tasks"].values() if t.get("selected", True) is not False]
+    if all(s == "succeeded" for s in states):
+        return "succeeded"
+    if "failed" in states or "blocked" in states:
+        return "failed"
+    return "stopped"
+
+
+async def ask(ref: RunRef, op: str, **fields: Any) -> Any:
+    """One request to the owner of a live run (NoLiveRun, ControlError as the client raises)."""
+    return await asyncio.to_thread(request, ref.job_dir, op, 60.0, **fields)
+
+
+async def describe(ref: RunRef) -> dict[str, Any] | None:
+    """A run as `GET /api/runs` lists it (None: it ended while we looked)."""
+    about = ref.about
+    if about is not None:
+        try:
+            snap = await ask(ref, "snapshot")
+        except (NoLiveRun, ControlError, OSError, ValueError):
+            about = None
+        else:
+            return {"run_id": ref.run_id, "job": ref.job.name, "path": ref.job.path, "live": True,
+                    "pid": about.get("pid"), "kind": about.get("kind"),
+                    "started_at": _iso(about.get("started_at")), "state": "live", "counts": counts_of(snap["tasks"])}
+    cp = ref.checkpoint()
+    if cp is None:
+        return None
+    return {"run_id": ref.run_id, "job": ref.job.name, "path": ref.job.path, "live": False, "pid": None,
+            "kind": None, "started_at": cp.get("started_at"), "state": outcome(cp), "counts": counts_of(cp["tasks"])}
+
+
+def _iso(t: Any) -> str | None:
+    if not isinstance(t, int | float):
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))

@@ -1,0 +1,166 @@
+"""Server-Sent Events of a run: `/events` (every state change and output line) and a task's
+`/logs/stream` (its output lines and state changes).
+
+A new stream of the whole run starts with a `snapshot` event; a new stream of one task
+first reads the task's latest log from the disk, up to where the run's events take over
+(those lines' ids say where in the log they end, so a resume continues the reading). A
+stream that falls so far behind that the feed dropped what it had still to send is ended:
+it resumes with its Last-Event-ID, or gets a `reset` (a new snapshot) if that is gone too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from .feed import Feed, sse
+
+HEARTBEAT = 15.0  # seconds between comments that keep proxies from closing a quiet stream
+HEARTBEAT_KEY = web.AppKey("heartbeat", float)
+MAX_WRITE = 1024 * 1024  # bytes handed to one write (the rest follows when it drained)
+READ = 1024 * 1024  # bytes of a log read at once while catching up
+
+
+async def open_stream(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    return resp
+
+
+async def ended_stream(request: web.Request, exit_code: int, log: tuple[str, str, int] | None = None
+                       ) -> web.StreamResponse:
+    """The stream of a run that is over: the lines of `log` (path, task, attempt) if given,
+    then its end."""
+    resp = await open_stream(request)
+    if log is not None:
+        path, task, attempt = log
+        try:
+            f = await asyncio.to_thread(open, path, "rb")
+        except OSError:
+            f = None
+        if f is not None:
+            try:
+                pending = b""
+                while chunk := await asyncio.to_thread(f.read, READ):
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    await resp.write(b"".join(_line(task, attempt, raw, None) for raw in lines))
+                if pending:
+                    await resp.write(_line(task, attempt, pending, None))
+            finally:
+                await asyncio.to_thread(f.close)
+    await resp.write(sse("end", {"exit_code": exit_code}, None))
+    await resp.write_eof()
+    return resp
+
+
+def _split_id(event_id: str | None) -> tuple[str | None, tuple[int, int] | None]:
+    """`<feed>.<n>`, or `<feed>.<n>:<log>:<offset>` for a line read from the `log`th log of
+    its task -> (the feed's id, (log, offset))."""
+    if not event_id:
+        return None, None
+    head, _, rest = event_id.partition(":")
+    log, _, off = rest.partition(":")
+    return head, ((int(log), int(off)) if log.isdigit() and off.isdigit() else None)
+
+
+def snapshot_data(feed: Feed) -> dict[str, Any]:
+    r = feed.remote
+    return {"run_id": r.run_id, "paused": r.paused,
+            "tasks": {n: {"state": t.state, "attempt": t.attempt, "exit_code": t.exit_code}
+                      for n, t in r.tasks.items()}}
+
+
+async def _catch_up(resp: web.StreamResponse, feed: Feed, task: str, pos: int, since: tuple[int, int] | None) -> None:
+    """The task's latest log up to where the feed's events after `pos` take over, from where
+    `since` (log, offset) says a previous stream stopped reading it."""
+    t = feed.remote.tasks[task]
+    if not t.logs:
+        return
+    path, end, log, attempt = t.logs[-1], feed.emitted.get(task, 0), len(t.logs), t.attempt
+    offset = since[1] if since is not None and since[0] == log else 0
+    pending = b""
+    try:
+        f = await asyncio.to_thread(open, path, "rb")
+    except OSError:
+        return
+    try:
+        f.seek(offset)
+        while offset + len(pending) < end:
+            chunk = await asyncio.to_thread(f.read, min(READ, end - offset - len(pending)))
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            out = []
+            for raw in lines:
+                offset += len(raw) + 1
+                out.append(_line(task, attempt, raw, f"{feed.token}.{pos}:{log}:{offset}"))
+            if out:
+                await resp.write(b"".join(out))
+        if pending and t.state != "running":  # the last line had no newline: the task is done with it
+            offset += len(pending)
+            await resp.write(_line(task, attempt, pending, f"{feed.token}.{pos}:{log}:{offset}"))
+    finally:
+        await asyncio.to_thread(f.close)
+
+
+def _line(task: str, attempt: int, raw: bytes, event_id: str | None) -> bytes:
+    return sse("output", {"task": task, "attempt": attempt, "line": raw.rstrip(b"\r").decode("utf-8", "replace")},
+               event_id)
+
+
+async def follow(request: web.Request, feed: Feed, task: str | None = None) -> web.StreamResponse:
+    """Stream `feed`'s events (only those of `task` if given) until the run ends."""
+    last_id, read_to = _split_id(request.headers.get("Last-Event-ID"))
+    pos = feed.position(last_id)
+    resp = await open_stream(request)
+    waker = feed.waker()
+    try:
+        if task is not None and (pos is None or read_to is not None):
+            # From the log on disk, to where the events take over (taken together, at once).
+            pos = feed.last
+            await _catch_up(resp, feed, task, pos, read_to)
+        elif pos is None:
+            pos = feed.last
+            kind = "reset" if last_id else "snapshot"  # a reset: what came between is not known
+            await resp.write(sse(kind, snapshot_data(feed), f"{feed.token}.{pos}"))
+        heartbeat = request.app.get(HEARTBEAT_KEY, HEARTBEAT)
+        while True:
+            waker.clear()
+            if pos < feed.dropped:
+                break  # too slow: what it had to read is gone; it resumes or resets
+            out: list[bytes] = []
+            size = 0
+            for entry in feed.since(pos):
+                if task is None or entry.task == task:
+                    data = entry.encode(pos)
+                    out.append(data)
+                    size += len(data)
+                pos = entry.last
+                if size >= MAX_WRITE:
+                    break
+            if out:
+                await resp.write(b"".join(out))
+                continue
+            if feed.ended:
+                await resp.write(sse("end", {"exit_code": feed.exit_code}, f"{feed.token}.{feed.last}"))
+                break
+            if feed.over:
+                break  # the feed lost its owner's connection: the client resumes on a new one
+            try:
+                await asyncio.wait_for(waker.wait(), heartbeat)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+    except (ConnectionError, OSError):
+        pass  # the client went away
+    finally:
+        feed.forget(waker)
+    try:
+        await resp.write_eof()
+    except (ConnectionError, OSError):
+        pass
+    return resp
