@@ -240,14 +240,14 @@ async def get_log(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
 
-IDLE_FEED = 300.0  # seconds a feed nobody follows is kept for streams that come back
+IDLE_FEED = 300.0  # seconds a feed nobody follows (of a live run or one just over) is kept for streams that come back
 
 
 def _prune(feeds: dict[str, Any]) -> None:
     """Let go of the feeds of runs that are over, and of those nobody followed for a while."""
     now = time.monotonic()
     for run_id, f in list(feeds.items()):
-        if isinstance(f, Feed) and not f.followed and (f.over or now - f.idle_since > IDLE_FEED):
+        if isinstance(f, Feed) and not f.followed and (f.broken or now - f.idle_since > IDLE_FEED):
             feeds.pop(run_id)
             asyncio.ensure_future(f.close())
 
@@ -257,6 +257,8 @@ async def _feed(request: web.Request, ref: RunRef) -> Feed | None:
     feeds: dict[str, Any] = request.app[FEEDS]
     _prune(feeds)
     got = feeds.get(ref.run_id)
+    if got is None and not ref.live:
+        return None
     if got is None or (isinstance(got, Feed) and got.broken):
         got = asyncio.ensure_future(Feed.follow(ref.job_dir))
         feeds[ref.run_id] = got
@@ -294,13 +296,13 @@ async def _events(request: web.Request, task: str | None) -> web.StreamResponse:
     ref = _run(request)
     if task is not None and task not in ref.job.job.tasks:
         raise ApiError(404, "no such task")
-    feed = await _feed(request, ref) if ref.live else None
+    feed = await _feed(request, ref)
     if feed is None:
         cp = ref.checkpoint()
         code = 0 if cp is not None and outcome(cp) == "succeeded" else 1
         logs = await _task_logs(ref, task) if task is not None else []
         attempt = int(((cp or {}).get("tasks", {}).get(task) or {}).get("attempt") or len(logs))
-        return await ended_stream(request, code, (logs[-1], str(task), attempt) if logs else None)
+        return await ended_stream(request, code, (logs[-1], str(task), attempt, len(logs)) if logs else None)
     return await follow(request, feed, task)
 
 
@@ -334,4 +336,6 @@ def make_app(catalog: Catalog, token: str, heartbeat: float | None = None) -> we
         web.get(task + "/logs", get_log),
         web.get(task + "/logs/stream", task_stream),
     ])
+    from .browser import add_browser
+    add_browser(app)
     return app

@@ -30,29 +30,38 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def ended_stream(request: web.Request, exit_code: int, log: tuple[str, str, int] | None = None
+async def ended_stream(request: web.Request, exit_code: int, log: tuple[str, str, int, int] | None = None
                        ) -> web.StreamResponse:
-    """The stream of a run that is over: the lines of `log` (path, task, attempt) if given,
-    then its end."""
+    """The stream of a run that is over: the lines of `log` (path, task, attempt, which log of
+    the task) if given, from where a Last-Event-ID says a previous stream stopped; then its end."""
     resp = await open_stream(request)
+    offset = 0
     if log is not None:
-        path, task, attempt = log
+        path, task, attempt, index = log
+        _, read_to = _split_id(request.headers.get("Last-Event-ID"))
+        offset = read_to[1] if read_to is not None and read_to[0] == index else 0
         try:
             f = await asyncio.to_thread(open, path, "rb")
         except OSError:
             f = None
         if f is not None:
             try:
+                f.seek(offset)
                 pending = b""
                 while chunk := await asyncio.to_thread(f.read, READ):
                     pending += chunk
                     *lines, pending = pending.split(b"\n")
-                    await resp.write(b"".join(_line(task, attempt, raw, None) for raw in lines))
+                    out = []
+                    for raw in lines:
+                        offset += len(raw) + 1
+                        out.append(_line(task, attempt, raw, f"over.0:{index}:{offset}"))
+                    await resp.write(b"".join(out))
                 if pending:
-                    await resp.write(_line(task, attempt, pending, None))
+                    offset += len(pending)
+                    await resp.write(_line(task, attempt, pending, f"over.0:{index}:{offset}"))
             finally:
                 await asyncio.to_thread(f.close)
-    await resp.write(sse("end", {"exit_code": exit_code}, None))
+    await resp.write(sse("end", {"exit_code": exit_code}, "over.0" if log is None else f"over.0:{log[3]}:{offset}"))
     await resp.write_eof()
     return resp
 
