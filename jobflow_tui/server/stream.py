@@ -20,6 +20,7 @@ from .feed import Feed, sse
 HEARTBEAT = 15.0  # seconds between comments that keep proxies from closing a quiet stream
 HEARTBEAT_KEY = web.AppKey("heartbeat", float)
 MAX_WRITE = 1024 * 1024  # bytes handed to one write (the rest follows when it drained)
+WRITE_TIMEOUT = 30.0  # seconds a reader may leave a write waiting before it is dropped
 READ = 1024 * 1024  # bytes of a log read at once while catching up
 
 
@@ -153,7 +154,14 @@ async def follow(request: web.Request, feed: Feed, task: str | None = None) -> w
                 if size >= MAX_WRITE:
                     break
             if out:
-                await resp.write(b"".join(out))
+                try:
+                    await asyncio.wait_for(resp.write(b"".join(out)), WRITE_TIMEOUT)
+                except TimeoutError:
+                    # It stopped reading: drop it (what waits for it would hold memory for
+                    # nothing); it resumes from its last id if it comes back.
+                    if request.transport is not None:
+                        request.transport.abort()
+                    break
                 continue
             if feed.ended:
                 await resp.write(sse("end", {"exit_code": feed.exit_code}, f"{feed.token}.{feed.last}"))
