@@ -43,9 +43,11 @@ def runner_argv(job_path: str, *, state_dir: str | None = None, resume: bool = F
     return argv
 
 
-def start_runner(argv: list[str], after: int | None = None, wait: bool = True) -> dict[str, Any]:
+def start_runner(argv: list[str], after: int | None = None, wait: bool = True,
+                 children: list[subprocess.Popen] | None = None) -> dict[str, Any]:
     """Start a detached runner; with `wait`, what it says once its run started
-    (`{"run_id", "pid"}` or `{"error"}`), else just `{"pid"}`."""
+    (`{"run_id", "pid"}` or `{"error"}`), else just `{"pid"}`. A process that stays (a
+    server) passes `children` to keep the runner's Popen and reap it when it ends."""
     read_end, write_end = os.pipe()
     extra = ["--runner-fd", str(write_end)] + (["--after", str(after)] if after is not None else [])
     try:
@@ -55,6 +57,8 @@ def start_runner(argv: list[str], after: int | None = None, wait: bool = True) -
         )
     finally:
         os.close(write_end)
+    if children is not None:
+        children.append(proc)
     if not wait:
         os.close(read_end)
         return {"pid": proc.pid}

@@ -27,6 +27,7 @@ from .stream import HEARTBEAT_KEY, ended_stream, follow
 
 CATALOG = web.AppKey("catalog", Catalog)
 FEEDS = web.AppKey("feeds", dict)
+RUNNERS = web.AppKey("runners", list)  # the runners this server started, until they end
 _HERE = Path(__file__).resolve().parent
 # Installed, the spec ships inside the package; in a checkout it sits at the top.
 SPEC = next((p for p in (_HERE.parent / "openapi.yaml", _HERE.parent.parent / "openapi.yaml") if p.exists()),
@@ -137,7 +138,9 @@ async def start_run(request: web.Request) -> web.Response:
     if any(r.live and r.job.name == j.name for r in find_runs(request.app[CATALOG])):
         raise ApiError(409, f"job '{j.name}' has a live run already")
     argv = runner_argv(j.path, resume=resume, params=sorted(params.items()), only=only)
-    said = await asyncio.to_thread(start_runner, argv)
+    runners = request.app[RUNNERS]
+    runners[:] = [p for p in runners if p.poll() is None]  # the runners that ended are reaped
+    said = await asyncio.to_thread(start_runner, argv, children=runners)
     if "error" in said:
         status = 409 if "already" in said["error"] or "lock" in said["error"] else 422
         raise ApiError(status, str(said["error"]))
@@ -278,6 +281,7 @@ async def _prune_every_minute(app: web.Application) -> Any:
         while True:
             await asyncio.sleep(60)
             _prune(app[FEEDS])
+            app[RUNNERS][:] = [p for p in app[RUNNERS] if p.poll() is None]  # no zombie stays long
 
     task = asyncio.ensure_future(loop())
     yield
@@ -316,7 +320,7 @@ async def _close_feeds(app: web.Application) -> None:
 
 def make_app(catalog: Catalog, token: str, heartbeat: float | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_token], client_max_size=MAX_BODY)
-    app[CATALOG], app[TOKEN_KEY], app[FEEDS] = catalog, token, {}
+    app[CATALOG], app[TOKEN_KEY], app[FEEDS], app[RUNNERS] = catalog, token, {}, []
     if heartbeat is not None:
         app[HEARTBEAT_KEY] = heartbeat
     app.on_shutdown.append(_close_feeds)
