@@ -272,3 +272,48 @@ def test_the_token_file_is_made_private_and_bad_arguments_exit_2(tmp_path: Path)
     r = subprocess.run([sys.executable, "-m", "jobflow_tui", "server", str(tmp_path / "bad.yaml")],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2 and f"{tmp_path / 'bad.yaml'}:2:" in r.stderr
+
+
+def test_a_task_stream_resumes_across_a_server_restart_from_the_log(tmp_path: Path) -> None:
+    """An output line's id says where it ends in the log: a new server (a new feed) goes on
+    from there exactly."""
+    jobs = tmp_path / "jobs"
+    write(jobs / "two.yaml", f"""
+        config: {{name: two}}
+        tasks:
+          talk: {{command: 'while [ ! -e {tmp_path}/one ]; do sleep 0.05; done; seq 1 300;
+                           while [ ! -e {tmp_path}/two ]; do sleep 0.05; done; seq 301 600'}}
+    """)
+    first = Served(tmp_path, jobs)
+    try:
+        run = first.start("two")
+        stream = Stream(first, f"/api/runs/{run}/tasks/talk/logs/stream")
+        (tmp_path / "one").touch()
+        got, last = [], None
+        while len(got) < 150:
+            event = stream.next()
+            assert event is not None
+            if event["event"] == "output":
+                got.append(int(event["data"]["line"]))
+                last = event["id"]
+        stream.close()
+    finally:
+        first.proc.send_signal(signal.SIGTERM)
+        first.proc.wait(timeout=15)
+        first.close()
+    second = Served(tmp_path, jobs)
+    try:
+        stream = Stream(second, f"/api/runs/{run}/tasks/talk/logs/stream", last_id=last)
+        while len(got) < 300:
+            event = stream.next()
+            assert event is not None and event["event"] == "output", event
+            got.append(int(event["data"]["line"]))
+        (tmp_path / "two").touch()
+        while (event := stream.next()) is not None and event["event"] != "end":
+            if event["event"] == "output":
+                got.append(int(event["data"]["line"]))
+        stream.close()
+        assert got == list(range(1, 601))
+    finally:
+        (tmp_path / "two").touch()
+        second.close()

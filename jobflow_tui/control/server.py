@@ -25,6 +25,7 @@ from . import place
 from .protocol import MAX_REQUEST, ProtocolError, encode, encode_event, parse_request
 
 MAX_QUEUED = 32 * 1024 * 1024  # bytes of events waiting for one slow client
+STALL = 2.0  # seconds without reading after which a client is let go when the run ends
 
 
 class Client:
@@ -125,13 +126,28 @@ class ControlServer:
         if self._server is not None:
             self._server.close()
         place.withdraw(self.job_dir)
-        deadline = time.monotonic() + 1.0  # a moment to say goodbye, then every client goes
-        while any(c.queue for c in self.clients) and time.monotonic() < deadline:
+        # What subscribers have still to read is theirs (a server relaying a flood to its
+        # readers may be well behind): the run waits while they read it, and lets go of
+        # whoever stops reading for STALL seconds.
+        left, progress = self._unsent(), time.monotonic()
+        while left and time.monotonic() - progress < STALL:
             await asyncio.sleep(0.01)
+            now_left = self._unsent()
+            if now_left < left:
+                progress = time.monotonic()
+            left = now_left
         for client in list(self.clients):
             client.close()
         if self._serving:
             await asyncio.wait(self._serving, timeout=2.0)
+
+    def _unsent(self) -> int:
+        """Bytes queued for clients or waiting in their sockets' buffers."""
+        total = 0
+        for c in self.clients:
+            if not c.closed:
+                total += c.queued + c.writer.transport.get_write_buffer_size()
+        return total
 
     def _event(self, e: Event) -> None:
         if not any(client.subscribed for client in self.clients):

@@ -306,7 +306,11 @@ async def _events(request: web.Request, task: str | None) -> web.StreamResponse:
         code = 0 if cp is not None and outcome(cp) == "succeeded" else 1
         logs = await _task_logs(ref, task) if task is not None else []
         attempt = int(((cp or {}).get("tasks", {}).get(task) or {}).get("attempt") or len(logs))
-        return await ended_stream(request, code, (logs[-1], str(task), attempt, len(logs)) if logs else None)
+        states = {"run_id": ref.run_id, "paused": False,
+                  "tasks": {n: {k: t.get(k) for k in ("state", "attempt", "exit_code")}
+                            for n, t in (cp or {}).get("tasks", {}).items()}}
+        return await ended_stream(request, code, (logs[-1], str(task), attempt, len(logs)) if logs else None,
+                                  states)
     return await follow(request, feed, task)
 
 

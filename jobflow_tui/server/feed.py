@@ -16,6 +16,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import accumulate
 from typing import Any
 
 from ..control.client import RemoteRun
@@ -34,13 +35,14 @@ def sse(event: str, data: dict[str, Any], event_id: str | None) -> bytes:
 class Entry:
     """Events `first`..`last` of a feed: a state change, a notice, or a block of output lines."""
 
-    __slots__ = ("first", "last", "task", "kind", "data", "lines", "_encoded", "_token")
+    __slots__ = ("first", "last", "task", "kind", "data", "lines", "ends", "_encoded", "_token")
 
     def __init__(self, first: int, kind: str, task: str | None, data: dict[str, Any],
-                 lines: list[str] | None, token: str) -> None:
+                 lines: list[str] | None, token: str, ends: list[int] | None = None) -> None:
         self.first = first
         self.last = first + (len(lines) - 1 if lines else 0)
         self.kind, self.task, self.data, self.lines = kind, task, data, lines
+        self.ends = ends  # output: where each line ends in its log (bytes)
         self._encoded: bytes | None = None
         self._token = token
 
@@ -59,11 +61,15 @@ class Entry:
         return self._encoded
 
     def _encode_lines(self, skip: int) -> bytes:
-        assert self.lines is not None
-        task, attempt, token = self.data["task"], self.data["attempt"], self._token
+        # An output line's id also says where it ends in which log of its task
+        # (`<feed>.<n>:<log>:<offset>`): a task's stream resumes from the log itself when
+        # the feed is gone (a restarted server, a run over for a while).
+        assert self.lines is not None and self.ends is not None
+        task, attempt, token, log = self.data["task"], self.data["attempt"], self._token, self.data["log"]
         dumps = json.dumps
+        first, ends = self.first, self.ends
         return "".join(
-            f"id: {token}.{self.first + i}\nevent: output\n"
+            f"id: {token}.{first + i}:{log}:{ends[i]}\nevent: output\n"
             f'data: {{"task":{dumps(task)},"attempt":{attempt},"line":{dumps(line)}}}\n\n'
             for i, line in enumerate(self.lines[skip:], start=skip)
         ).encode()
@@ -140,9 +146,12 @@ class Feed:
 
     def _event(self, e: Event) -> None:
         if isinstance(e, Output):
-            lines = e.lines
-            self.emitted[e.task] = self.emitted.get(e.task, 0) + len(e.data) + 1
-            self._append("output", e.task, {"task": e.task, "attempt": e.attempt}, lines)
+            ends = list(accumulate((len(raw) + 1 for raw in e.data.split(b"\n")), initial=self.emitted.get(e.task, 0)))
+            del ends[0]
+            self.emitted[e.task] = ends[-1]
+            t = self.remote.tasks.get(e.task)
+            log = len(t.logs) if t is not None else 0
+            self._append("output", e.task, {"task": e.task, "attempt": e.attempt, "log": log}, e.lines, ends)
         elif isinstance(e, StateChanged):
             if e.state == RUNNING and e.previous != RUNNING:
                 self.emitted[e.task] = 0  # a new attempt, a new log
@@ -153,8 +162,9 @@ class Feed:
         elif isinstance(e, Notice):
             self._append("notice", None, {"message": e.message, "severity": e.severity})
 
-    def _append(self, kind: str, task: str | None, data: dict[str, Any], lines: list[str] | None = None) -> None:
-        entry = Entry(self.last + 1, kind, task, data, lines, self.token)
+    def _append(self, kind: str, task: str | None, data: dict[str, Any], lines: list[str] | None = None,
+                ends: list[int] | None = None) -> None:
+        entry = Entry(self.last + 1, kind, task, data, lines, self.token, ends)
         self.entries.append(entry)
         self.last = entry.last
         self.size += entry.size

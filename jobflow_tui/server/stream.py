@@ -31,15 +31,20 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def ended_stream(request: web.Request, exit_code: int, log: tuple[str, str, int, int] | None = None
-                       ) -> web.StreamResponse:
+async def ended_stream(request: web.Request, exit_code: int, log: tuple[str, str, int, int] | None = None,
+                       states: dict[str, Any] | None = None) -> web.StreamResponse:
     """The stream of a run that is over: the lines of `log` (path, task, attempt, which log of
-    the task) if given, from where a Last-Event-ID says a previous stream stopped; then its end."""
+    the task) if given, from where a Last-Event-ID says a previous stream stopped; then its end.
+    A Last-Event-ID that cannot be followed on (its feed is gone) gets a `reset` first, with
+    the run's final `states`: what came between is not known."""
     resp = await open_stream(request)
     offset = 0
+    last_id = request.headers.get("Last-Event-ID")
+    _, read_to = _split_id(last_id)
+    if last_id and (log is None or read_to is None or read_to[0] != log[3]):
+        await resp.write(sse("reset", states or {}, "over.0"))
     if log is not None:
         path, task, attempt, index = log
-        _, read_to = _split_id(request.headers.get("Last-Event-ID"))
         offset = read_to[1] if read_to is not None and read_to[0] == index else 0
         try:
             f = await asyncio.to_thread(open, path, "rb")
@@ -68,8 +73,10 @@ async def ended_stream(request: web.Request, exit_code: int, log: tuple[str, str
 
 
 def _split_id(event_id: str | None) -> tuple[str | None, tuple[int, int] | None]:
-    """`<feed>.<n>`, or `<feed>.<n>:<log>:<offset>` for a line read from the `log`th log of
-    its task -> (the feed's id, (log, offset))."""
+    """`<feed>.<n>`, or `<feed>.<n>:<log>:<offset>` for an output line that ends at `offset`
+    in the `log`th log of its task -> (the feed's id, (log, offset)). Lines read from the
+    log before the events took over are `<feed>.<n>c:<log>:<offset>`: no event of the feed,
+    so a stream resumed from one reads on from the log."""
     if not event_id:
         return None, None
     head, _, rest = event_id.partition(":")
@@ -108,12 +115,12 @@ async def _catch_up(resp: web.StreamResponse, feed: Feed, task: str, pos: int, s
             out = []
             for raw in lines:
                 offset += len(raw) + 1
-                out.append(_line(task, attempt, raw, f"{feed.token}.{pos}:{log}:{offset}"))
+                out.append(_line(task, attempt, raw, f"{feed.token}.{pos}c:{log}:{offset}"))
             if out:
                 await resp.write(b"".join(out))
         if pending and t.state != "running":  # the last line had no newline: the task is done with it
             offset += len(pending)
-            await resp.write(_line(task, attempt, pending, f"{feed.token}.{pos}:{log}:{offset}"))
+            await resp.write(_line(task, attempt, pending, f"{feed.token}.{pos}c:{log}:{offset}"))
     finally:
         await asyncio.to_thread(f.close)
 
@@ -130,8 +137,9 @@ async def follow(request: web.Request, feed: Feed, task: str | None = None) -> w
     resp = await open_stream(request)
     waker = feed.waker()
     try:
-        if task is not None and (pos is None or read_to is not None):
-            # From the log on disk, to where the events take over (taken together, at once).
+        if task is not None and pos is None:
+            # From the log on disk (from where the last id says, if it says), to where the
+            # events take over (both taken together, at once).
             pos = feed.last
             await _catch_up(resp, feed, task, pos, read_to)
         elif pos is None:
