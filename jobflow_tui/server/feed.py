@@ -14,6 +14,7 @@ import asyncio
 import json
 import secrets
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable
 from itertools import accumulate
@@ -33,50 +34,42 @@ def sse(event: str, data: dict[str, Any], event_id: str | None) -> bytes:
 
 
 class Entry:
-    """Events `first`..`last` of a feed: a state change, a notice, or a block of output lines."""
+    """Events `first`..`last` of a feed: a state change, a notice, or a block of output lines,
+    encoded once as they go on the wire, however many streams send them."""
 
-    __slots__ = ("first", "last", "task", "kind", "data", "lines", "ends", "_encoded", "_token")
+    __slots__ = ("first", "last", "task", "kind", "encoded", "marks")
 
-    def __init__(self, first: int, kind: str, task: str | None, data: dict[str, Any],
-                 lines: list[str] | None, token: str, ends: list[int] | None = None) -> None:
-        self.first = first
-        self.last = first + (len(lines) - 1 if lines else 0)
-        self.kind, self.task, self.data, self.lines = kind, task, data, lines
-        self.ends = ends  # output: where each line ends in its log (bytes)
-        self._encoded: bytes | None = None
-        self._token = token
-
-    def encode(self, after: int = 0) -> bytes:
-        """The entry's events with numbers above `after`, as they go on the wire."""
-        if self.lines is None:
-            return self.encoded()
-        if after < self.first:
-            return self.encoded()
-        return self._encode_lines(after - self.first + 1)
-
-    def encoded(self) -> bytes:
-        if self._encoded is None:  # once per entry, however many streams send it
-            self._encoded = (sse(self.kind, self.data, f"{self._token}.{self.first}") if self.lines is None
-                             else self._encode_lines(0))
-        return self._encoded
-
-    def _encode_lines(self, skip: int) -> bytes:
+    def __init__(self, first: int, kind: str, task: str | None, data: dict[str, Any], token: str,
+                 lines: list[str] | None = None, ends: list[int] | None = None) -> None:
+        self.first, self.kind, self.task = first, kind, task
+        self.marks: array | None = None
+        if lines is None:
+            self.last = first
+            self.encoded = sse(kind, data, f"{token}.{first}")
+            return
+        assert ends is not None
+        self.last = first + len(lines) - 1
         # An output line's id also says where it ends in which log of its task
         # (`<feed>.<n>:<log>:<offset>`): a task's stream resumes from the log itself when
         # the feed is gone (a restarted server, a run over for a while).
-        assert self.lines is not None and self.ends is not None
-        task, attempt, token, log = self.data["task"], self.data["attempt"], self._token, self.data["log"]
-        dumps = json.dumps
-        first, ends = self.first, self.ends
-        return "".join(
-            f"id: {token}.{first + i}:{log}:{ends[i]}\nevent: output\n"
-            f'data: {{"task":{dumps(task)},"attempt":{attempt},"line":{dumps(line)}}}\n\n'
-            for i, line in enumerate(self.lines[skip:], start=skip)
-        ).encode()
+        head = f'data: {{"task":{json.dumps(task)},"attempt":{data["attempt"]},"line":'
+        log, dumps = data["log"], json.dumps
+        events = [f"id: {token}.{first + i}:{log}:{ends[i]}\nevent: output\n{head}{dumps(line)}}}\n\n".encode()
+                  for i, line in enumerate(lines)]
+        # Where each event starts, to send a block from its middle (a stream that resumes).
+        self.marks = array("Q", accumulate((len(e) for e in events[:-1]), initial=0))
+        self.encoded = b"".join(events)
+
+    def encode(self, after: int = 0) -> memoryview:
+        """The entry's events with numbers above `after` (no copy)."""
+        view = memoryview(self.encoded)
+        if self.marks is None or after < self.first:
+            return view
+        return view[self.marks[after - self.first + 1]:]
 
     @property
     def size(self) -> int:
-        return len(self.encoded()) + ENTRY_OVERHEAD
+        return len(self.encoded) + (8 * len(self.marks) if self.marks is not None else 0) + ENTRY_OVERHEAD
 
 
 class Feed:
@@ -164,7 +157,7 @@ class Feed:
 
     def _append(self, kind: str, task: str | None, data: dict[str, Any], lines: list[str] | None = None,
                 ends: list[int] | None = None) -> None:
-        entry = Entry(self.last + 1, kind, task, data, lines, self.token, ends)
+        entry = Entry(self.last + 1, kind, task, data, self.token, lines, ends)
         self.entries.append(entry)
         self.last = entry.last
         self.size += entry.size

@@ -20,6 +20,7 @@ from .feed import Feed, sse
 HEARTBEAT = 15.0  # seconds between comments that keep proxies from closing a quiet stream
 HEARTBEAT_KEY = web.AppKey("heartbeat", float)
 MAX_WRITE = 1024 * 1024  # bytes handed to one write (the rest follows when it drained)
+SLICE = 256 * 1024  # bytes handed to the socket at once
 WRITE_TIMEOUT = 30.0  # seconds a reader may leave a write waiting before it is dropped
 READ = 1024 * 1024  # bytes of a log read at once while catching up
 
@@ -130,6 +131,30 @@ def _line(task: str, attempt: int, raw: bytes, event_id: str | None) -> bytes:
                event_id)
 
 
+async def _send(resp: web.StreamResponse, parts: list[memoryview]) -> bool:
+    """Write `parts` (views of the feed's shared bytes) in pieces of about SLICE bytes, each
+    drained before the next: a stream never holds a copy of much more than one piece
+    (small events are joined, large blocks sliced). False if the reader left a piece
+    waiting for WRITE_TIMEOUT."""
+    batch: list[memoryview] = []
+    size = 0
+    try:
+        for part in parts:
+            for i in range(0, len(part), SLICE):
+                piece = part[i:i + SLICE]
+                batch.append(piece)
+                size += len(piece)
+                if size >= SLICE:
+                    await asyncio.wait_for(resp.write(batch[0] if len(batch) == 1 else b"".join(batch)),
+                                           WRITE_TIMEOUT)
+                    batch, size = [], 0
+        if batch:
+            await asyncio.wait_for(resp.write(b"".join(batch)), WRITE_TIMEOUT)
+    except TimeoutError:
+        return False
+    return True
+
+
 async def follow(request: web.Request, feed: Feed, task: str | None = None) -> web.StreamResponse:
     """Stream `feed`'s events (only those of `task` if given) until the run ends."""
     last_id, read_to = _split_id(request.headers.get("Last-Event-ID"))
@@ -151,7 +176,7 @@ async def follow(request: web.Request, feed: Feed, task: str | None = None) -> w
             waker.clear()
             if pos < feed.dropped:
                 break  # too slow: what it had to read is gone; it resumes or resets
-            out: list[bytes] = []
+            out: list[memoryview] = []
             size = 0
             for entry in feed.since(pos):
                 if task is None or entry.task == task:
@@ -162,9 +187,7 @@ async def follow(request: web.Request, feed: Feed, task: str | None = None) -> w
                 if size >= MAX_WRITE:
                     break
             if out:
-                try:
-                    await asyncio.wait_for(resp.write(b"".join(out)), WRITE_TIMEOUT)
-                except TimeoutError:
+                if not await _send(resp, out):
                     # It stopped reading: drop it (what waits for it would hold memory for
                     # nothing); it resumes from its last id if it comes back.
                     if request.transport is not None:
