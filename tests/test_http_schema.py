@@ -157,7 +157,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     try:
         for job in ("ok", "bad"):
             server.runs[job] = server.json("POST", f"/api/jobs/{job}/runs", expect=201)["run_id"]
-            server.wait_idle()
+        server.wait_idle()
         yield server
     finally:
         server.close()
