@@ -134,3 +134,26 @@ def test_detach_refused_when_the_job_is_already_running(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def test_restarting_the_only_running_task_keeps_the_run_going(tmp_path: Path) -> None:
+    """Its abort leaves nothing running for a moment: the run must not take that for its end."""
+    write(tmp_path / "job.yaml", f"""
+        tasks:
+          only: {{command: 'echo "attempt $JOBFLOW_ATTEMPT"; {gate(tmp_path, "go")}'}}
+    """)
+    pid = detach(tmp_path)
+    try:
+        wait_for(lambda: states(tmp_path).get("only") == "running", 30, "the task to run")
+        r = cli("restart", "job.yaml", "only", cwd=tmp_path, timeout=60)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: checkpoint(tmp_path)["tasks"]["only"]["attempts"] == 2
+                 and states(tmp_path)["only"] == "running", 30, "the second attempt")
+        assert alive(pid)
+        (tmp_path / "go").touch()
+        wait_for(lambda: not alive(pid), 30, "the run to end")
+        assert states(tmp_path) == {"only": "succeeded"}
+    finally:
+        (tmp_path / "go").touch()
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from .conftest import wait_for, write
@@ -345,3 +347,23 @@ def test_attached_dashboards_show_live_output_and_act_for_each_other(tmp_path: P
     two.wait("the run ended")
     two.keys("q")
     wait_for(lambda: not _runner_alive(tmp_path), 30, "the detached runner to leave")
+
+
+def test_sigterm_to_an_attached_dashboard_leaves_the_run_running(tmp_path: Path, tmux_factory) -> None:
+    """A viewer told to end (a service manager stopping it, say) is not the run's owner: it
+    leaves, and the run goes on."""
+    write(tmp_path / "job.yaml", "tasks:\n  wait: {command: 'while [ ! -e go ]; do sleep 0.1; done; echo went'}\n")
+    r = subprocess.run([EXE, "job.yaml", "--detach"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    t = tmux_factory(tmp_path, f"{EXE} attach job.yaml", size=(100, 30))
+    t.wait("▶ wait running")
+    viewers = [p for p in psutil.process_iter(["cmdline", "cwd"])
+               if p.info["cwd"] == str(tmp_path) and "attach" in (p.info["cmdline"] or [])]
+    assert len(viewers) == 1
+    viewers[0].send_signal(signal.SIGTERM)
+    assert t.exit_code() == 128 + signal.SIGTERM
+    assert _runner_alive(tmp_path)
+    (tmp_path / "go").touch()
+    wait_for(lambda: not _runner_alive(tmp_path), 30, "the run to end")
+    status = subprocess.run([EXE, "status", "job.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "succeeded" in status.stdout

@@ -55,6 +55,9 @@ def start_runner(argv: list[str], after: int | None = None, wait: bool = True,
             argv + extra, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, pass_fds=(write_end,), close_fds=True,
         )
+    except OSError as e:
+        os.close(read_end)
+        return {"error": f"cannot start a runner: {e.strerror}"}
     finally:
         os.close(write_end)
     if children is not None:
@@ -79,6 +82,10 @@ def start_runner(argv: list[str], after: int | None = None, wait: bool = True,
     except ValueError:
         said = {}
     if not said:
+        if proc.poll() is None:
+            # Said nothing in time: it must not start the run after we said it did not.
+            proc.kill()
+            proc.wait()
         said = {"error": "the detached runner did not start (see its runner.log in the job's state folder)"}
     said.setdefault("pid", proc.pid)
     return said

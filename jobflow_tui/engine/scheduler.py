@@ -3,8 +3,7 @@
 It owns the tasks' states and moves them (`pending` -> `running` -> ...), launches
 attempts through an executor (`executor.py`: it never knows how or where they run),
 tails their logs, and tells its listeners every change. It is the run API (`run.py`)
-of the process that owns the run; viewers use only that API. Nothing here imports a UI.
-"""
+of the process that owns the run; viewers use only that API. Nothing here imports a UI."""
 
 from __future__ import annotations
 
@@ -75,6 +74,7 @@ class Scheduler:
         self.subreaper = subreaper
         self._listeners: list[Callable[[Event], None]] = []
         self._running = 0
+        self._restarting = 0  # restarts under way (the run is not idle while they last)
         self.has_outputs = False  # any task published outputs (restored ones included)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: asyncio.Future | None = None
@@ -126,9 +126,12 @@ class Scheduler:
         """Run `name` and everything downstream of it again (running ones aborted first)."""
         targets = {name, *self.job.downstream(name)}
         waits = [self._abort(self.tasks[n], "restarted by operator") for n in targets if self.tasks[n].state in ACTIVE]
-        if waits:
+        self._restarting += 1  # not idle in between: a headless run would end before the put-back
+        try:
             await asyncio.gather(*waits)
-        self.states.restart([n for n in self.order if n in targets])
+            self.states.restart([n for n in self.order if n in targets])
+        finally:
+            self._restarting -= 1
         self._pump()
         self._check_idle()
 
@@ -307,7 +310,7 @@ class Scheduler:
                 self._launch(run)
 
     def _is_idle(self) -> bool:
-        return not (self._running or self.states.retrying or self.states.ready)
+        return not (self._running or self.states.retrying or self.states.ready or self._restarting)
 
     def _check_idle(self) -> None:
         assert self._idle is not None and self._loop is not None

@@ -21,7 +21,7 @@ from ..control.client import ControlError, NoLiveRun
 from ..control.detached import runner_argv, start_runner
 from .auth import TOKEN_KEY, require_token
 from .catalog import AddError, Catalog, ServedJob
-from .feed import Feed
+from .feed import DIGITS, Feed
 from .runs import RunRef, ask, describe, find_run, find_runs, outcome
 from .stream import HEARTBEAT_KEY, ended_stream, follow
 
@@ -33,6 +33,7 @@ _HERE = Path(__file__).resolve().parent
 SPEC = next((p for p in (_HERE.parent / "openapi.yaml", _HERE.parent.parent / "openapi.yaml") if p.exists()),
             _HERE.parent / "openapi.yaml")
 MAX_BODY = 1024 * 1024
+MAX_PARAM = 100_000  # bytes of a run parameter: it travels as one argument (Linux: at most 128 KiB)
 STATES = ("live", "succeeded", "failed", "stopped")
 
 
@@ -132,7 +133,11 @@ async def start_run(request: web.Request) -> web.Response:
         raise ApiError(400, "'only' is a list of task names")
     if not isinstance(resume, bool):
         raise ApiError(400, "'resume' is true or false")
+    only = list(dict.fromkeys(only))
     missing = [n for n in only if n not in j.job.tasks]
+    long = [k for k, v in params.items() if len(k.encode()) + len(v.encode()) > MAX_PARAM]
+    if long:
+        raise ApiError(422, f"parameter {long[0]!r} is too long (at most {MAX_PARAM} bytes)")
     if missing:
         raise ApiError(422, f"no task named {', '.join(map(repr, missing))} in job '{j.name}'")
     if any(r.live and r.job.name == j.name for r in find_runs(request.app[CATALOG])):
@@ -154,7 +159,7 @@ async def list_runs(request: web.Request) -> web.Response:
     refs = [r for r in find_runs(request.app[CATALOG]) if job is None or r.job.name == job]
     rows = [d for d in await asyncio.gather(*(describe(r) for r in refs)) if d is not None]
     rows = [d for d in rows if state is None or d["state"] == state]
-    rows.sort(key=lambda d: (not d["live"], str(d.get("started_at") or "")), reverse=False)
+    rows.sort(key=lambda d: str(d.get("started_at") or ""), reverse=True)  # newest first (UTC ISO times)
     return web.json_response(rows)
 
 
@@ -232,7 +237,7 @@ async def get_log(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "no such task")
     raw = request.query.get("attempt")
     logs = await _task_logs(ref, task)
-    if raw is not None and (not raw.isdigit() or int(raw) < 1):
+    if raw is not None and (not DIGITS.fullmatch(raw) or int(raw) < 1):
         raise ApiError(400, "'attempt' is a number from 1")
     n = int(raw) if raw is not None else len(logs)
     if n < 1 or n > len(logs):

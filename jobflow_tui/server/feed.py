@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 from array import array
@@ -23,6 +24,7 @@ from typing import Any
 from ..control.client import RemoteRun
 from ..engine.events import RUNNING, Event, Notice, Output, Paused, StateChanged
 
+DIGITS = re.compile(r"[0-9]{1,18}")  # what a number in an id may be (str.isdigit takes "²")
 MAX_BUFFER = 64 * 1024 * 1024  # bytes of encoded events a feed keeps for late or resuming readers
 ENTRY_OVERHEAD = 64  # what an entry costs beyond its encoded bytes, roughly
 
@@ -188,7 +190,7 @@ class Feed:
         if not event_id:
             return None
         token, _, n = event_id.partition(".")
-        if token != self.token or not n.isdigit():
+        if token != self.token or not DIGITS.fullmatch(n):
             return None
         pos = int(n)
         if pos > self.last or pos < self.dropped:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -22,7 +23,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     """HOST:PORT ([::1]:PORT for IPv6); argparse's error if it is not one."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not re.fullmatch("[0-9]{1,5}", port) or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host, int(port)
 

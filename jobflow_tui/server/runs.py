@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from ..control.client import ControlError, NoLiveRun, request
 from ..control.place import live_runs
-from ..engine.checkpoint import CheckpointError, read_checkpoint
+from ..engine.checkpoint import CheckpointError, iso, read_checkpoint
 from .catalog import Catalog, ServedJob
 
 
@@ -91,15 +90,10 @@ async def describe(ref: RunRef) -> dict[str, Any] | None:
         else:
             return {"run_id": ref.run_id, "job": ref.job.name, "path": ref.job.path, "live": True,
                     "pid": about.get("pid"), "kind": about.get("kind"),
-                    "started_at": _iso(about.get("started_at")), "state": "live", "counts": counts_of(snap["tasks"])}
+                    "started_at": iso(float(about["started_at"])) if isinstance(about.get("started_at"), int | float)
+                    else None, "state": "live", "counts": counts_of(snap["tasks"])}
     cp = ref.checkpoint()
     if cp is None:
         return None
     return {"run_id": ref.run_id, "job": ref.job.name, "path": ref.job.path, "live": False, "pid": None,
             "kind": None, "started_at": cp.get("started_at"), "state": outcome(cp), "counts": counts_of(cp["tasks"])}
-
-
-def _iso(t: Any) -> str | None:
-    if not isinstance(t, int | float):
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .feed import Feed, sse
+from .feed import DIGITS, Feed, sse
 
 HEARTBEAT = 15.0  # seconds between comments that keep proxies from closing a quiet stream
 HEARTBEAT_KEY = web.AppKey("heartbeat", float)
@@ -82,7 +82,7 @@ def _split_id(event_id: str | None) -> tuple[str | None, tuple[int, int] | None]
         return None, None
     head, _, rest = event_id.partition(":")
     log, _, off = rest.partition(":")
-    return head, ((int(log), int(off)) if log.isdigit() and off.isdigit() else None)
+    return head, ((int(log), int(off)) if DIGITS.fullmatch(log) and DIGITS.fullmatch(off) else None)
 
 
 def snapshot_data(feed: Feed) -> dict[str, Any]:

@@ -35,9 +35,11 @@ class Session:
             app.run_worker(self._start(), group="engine", exit_on_error=False)
         elif self.attached:
             app.run_worker(self._follow(), group="engine", exit_on_error=False)
-        if terminal and (self.owner is not None or self.attached):
+        if terminal and self.owner is not None:
             hangup.install(self.owner, lambda code: app.run_worker(self.stop(code), group="stop"),
                            detach=self.on_hangup == "detach")
+        elif self.attached:  # a viewer told to end (SIGTERM, a service stopping) just leaves
+            hangup.install(None, app.exit, detach=False)
 
     async def _start(self) -> None:
         assert self.owner is not None
