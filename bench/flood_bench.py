@@ -389,13 +389,18 @@ def summary(rounds: list[dict], variants: list[str]) -> dict:
     return out
 
 
+def cell(x, fmt="{:.2f}") -> str:
+    """A table cell: the number formatted, or "-"."""
+    return "-" if x is None else fmt.format(x)
+
+
+def met(x) -> str:
+    """A target's cell: yes, NO, or "-" where it does not apply."""
+    return "-" if x is None else ("yes" if x else "NO")
+
+
 def table(result: dict) -> str:
-    def f(x, fmt="{:.2f}"):
-        return "-" if x is None else fmt.format(x)
-
-    def met(x):
-        return "-" if x is None else ("yes" if x else "NO")
-
+    f = cell
     rows = [("variant", "ok", "median s", "range s", "x baseline", f"<= {TARGET_RATIO}x",
              "peak RSS MB (max)", f"< {TARGET_RSS_MB} MB")]
     for v, s in result["summary"].items():

@@ -55,7 +55,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flood_bench import JOB, MARK, PeakRSS, check_log, code_state, mb, reap_leftovers  # noqa: E402
+from flood_bench import JOB, MARK, PeakRSS, cell, check_log, code_state, mb, met, reap_leftovers  # noqa: E402
 
 VARIANTS = ("alone", "clients-task", "clients-events")
 TARGET_RATIO = 1.10  # wall time and runner peak RSS, x the run nobody follows
@@ -572,12 +572,7 @@ def summary(rounds: list[dict], variants: list[str]) -> dict:
 
 
 def table(result: dict) -> str:
-    def f(x, fmt="{:.2f}"):
-        return "-" if x is None else fmt.format(x)
-
-    def met(x):
-        return "-" if x is None else ("yes" if x else "NO")
-
+    f = cell
     rows = [("variant", "ok", "wall s (range)", "x alone", f"<= {TARGET_RATIO}x", "runner RSS MB (range)", "x alone",
              f"<= {TARGET_RATIO}x", "runner CPU s", "server RSS MB", "last client end s", "clients complete",
              "reconnects")]

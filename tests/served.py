@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .conftest import alive
+from .conftest import alive, terminate
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -101,22 +100,20 @@ class Served:
             try:
                 self.stop_runs()
             finally:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+                terminate(self.proc)
         for f in (self.proc.stdout, self.proc.stderr):
             if f is not None:
                 f.close()
 
 
 class Stream:
-    """A Server-Sent Events stream read event by event (a raw HTTP/1.1 connection)."""
+    """A Server-Sent Events stream read event by event (a raw HTTP/1.1 connection); what was
+    read is checked against openapi.yaml when it is closed."""
 
-    def __init__(self, served: Served, path: str, last_id: str | None = None, timeout: float = 30) -> None:
-        self.conn = http.client.HTTPConnection(served.host, served.port, timeout=timeout)
+    def __init__(self, served: Any, path: str, last_id: str | None = None, timeout: float = 30) -> None:
+        """`served`: anything with `port` and `token` (and `host`, else 127.0.0.1)."""
+        self.path = path
+        self.conn = http.client.HTTPConnection(getattr(served, "host", "127.0.0.1"), served.port, timeout=timeout)
         headers = {"Authorization": f"Bearer {served.token}"}
         if last_id is not None:
             headers["Last-Event-ID"] = last_id
@@ -125,6 +122,7 @@ class Stream:
         assert self.resp.status == 200, (self.resp.status, self.resp.read())
         assert self.resp.getheader("Content-Type", "").startswith("text/event-stream")
         self.comments = 0
+        self.raw = b""
 
     def next(self) -> dict[str, Any] | None:
         """The next event ({"id", "event", "data"}); None when the stream ended."""
@@ -133,6 +131,7 @@ class Stream:
             line = self.resp.readline()
             if not line:
                 return None
+            self.raw += line
             text = line.decode().rstrip("\n")
             if not text:
                 if event:
@@ -144,5 +143,21 @@ class Stream:
             field, _, value = text.partition(": ")
             event[field] = json.loads(value) if field == "data" else value
 
+    def until(self, kind: str) -> list[dict[str, Any]]:
+        """The events up to and with the first `kind`; AssertionError if the stream ends first."""
+        events = []
+        while (event := self.next()) is not None:
+            events.append(event)
+            if event.get("event") == kind:
+                return events
+        raise AssertionError(f"{self.path}: the stream ended before a {kind!r}: {events}")
+
     def close(self) -> None:
-        self.conn.close()
+        """Check what was read against openapi.yaml, and hang up."""
+        from .openapi_check import conforms
+
+        try:
+            conforms("GET", urlsplit(self.path).path, self.resp.status, self.resp.getheader("Content-Type", ""),
+                     self.raw, dict(self.resp.getheaders()))
+        finally:
+            self.conn.close()

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from .conftest import alive, wait_for, write
+from .conftest import alive, terminate, wait_for, write
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -78,12 +77,7 @@ class Server:
     def close(self, run_id: str | None) -> None:
         if run_id is not None and self.proc.poll() is None:
             self.request("POST", f"/api/runs/{run_id}/stop")
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
 
 def _cmdline(p: psutil.Process) -> list[str]:

@@ -30,8 +30,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from .conftest import _ours, alive, wait_for, write
+from .conftest import _ours, alive, terminate, wait_for, write
 from .openapi_check import SPEC, conforms, conforms_aiohttp, find_operation
+from .served import Stream
 
 TOKEN = "schema-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -66,6 +67,8 @@ FUZZ = settings(max_examples=int(os.environ.get("SCHEMA_EXAMPLES", 12)), deadlin
 
 class Server:
     """`jobflow-tui server` on a free port, its runs' processes marked with JOBFLOW_TEST_TMP."""
+
+    token = TOKEN
 
     def __init__(self, tmp: Path, *paths: Path) -> None:
         self.tmp = tmp
@@ -136,12 +139,7 @@ class Server:
             try:
                 self.stop_runs()
             finally:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+                terminate(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
@@ -257,57 +255,14 @@ def test_runs_started_and_refused_as_documented(served: Server) -> None:
         served.stop_runs()
 
 
-class EventStream:
-    """The raw bytes of a Server-Sent Events stream, read event by event."""
-
-    def __init__(self, served: Server, path: str, last_id: str | None = None) -> None:
-        self.path = path
-        self.conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
-        self.conn.request("GET", path, headers={**AUTH, **({"Last-Event-ID": last_id} if last_id else {})})
-        self.resp = self.conn.getresponse()
-        self.raw = b""
-
-    def next(self) -> dict[str, Any] | None:
-        event: dict[str, Any] = {}
-        while True:
-            line = self.resp.readline()
-            if not line:
-                return None
-            self.raw += line
-            text = line.decode().rstrip("\n")
-            if not text:
-                if event:
-                    return event
-                continue
-            if not text.startswith(":"):
-                field, _, value = text.partition(": ")
-                event[field] = json.loads(value) if field == "data" else value
-
-    def until(self, kind: str) -> list[dict[str, Any]]:
-        events = []
-        while (event := self.next()) is not None:
-            events.append(event)
-            if event.get("event") == kind:
-                return events
-        raise AssertionError(f"{self.path}: the stream ended before a {kind!r}: {events}")
-
-    def close(self) -> None:
-        """Check what was read against openapi.yaml, and hang up."""
-        try:
-            conforms("GET", self.path, self.resp.status, self.resp.getheader("Content-Type"), self.raw,
-                     dict(self.resp.getheaders()))
-        finally:
-            self.conn.close()
-
-
 def test_a_live_run_answers_and_streams_as_documented(served: Server) -> None:
     """The answers only a live run gives: a run's state while live, actions done and refused,
     and its event streams (snapshot, paused, state, output, end) checked event by event."""
     go = served.tmp / "jobs" / "GO"
     go.unlink(missing_ok=True)
     run = served.json("POST", "/api/jobs/hold/runs", expect=201)["run_id"]
-    events = EventStream(served, f"/api/runs/{run}/events")
-    task = EventStream(served, f"/api/runs/{run}/tasks/wait/logs/stream")
+    events = Stream(served, f"/api/runs/{run}/events")
+    task = Stream(served, f"/api/runs/{run}/tasks/wait/logs/stream")
     try:
         assert events.next()["event"] == "snapshot"
         wait_for(lambda: served.json("GET", f"/api/runs/{run}")["tasks"]["fail"]["state"] == "failed", 30,
@@ -339,7 +294,7 @@ def test_a_live_run_answers_and_streams_as_documented(served: Server) -> None:
     over = served.json("GET", f"/api/runs/{run}", expect=200)
     assert over["live"] is False and over["state"] == "failed"
     assert served.request("POST", f"/api/runs/{run}/stop")[0] == 409
-    again = EventStream(served, f"/api/runs/{run}/tasks/wait/logs/stream")
+    again = Stream(served, f"/api/runs/{run}/tasks/wait/logs/stream")
     try:
         assert [e["event"] for e in again.until("end")] == ["output", "output", "end"]
     finally:

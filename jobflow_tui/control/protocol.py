@@ -6,6 +6,10 @@ After `subscribe` the owner also sends every event of the run, `{"event": KIND, 
 and `{"event": "end", "exit_code": C}` when the run is over. Output is the one exception
 to a line of JSON: `{"event": "output", "task", "attempt", "bytes": N}` and then the N raw
 bytes of its lines (escaping a flood into JSON would cost the run more than the flood).
+A subscriber on the same machine may ask `{"op": "subscribe", "output": "offsets"}`: then
+output is `{"event": "output", "task", "attempt", "end": E}`, the task's log holding those
+lines up to byte E, read by the subscriber itself: the run pays a line of JSON per block
+however large, and holds nothing for a subscriber that reads slowly.
 
 Requests are untrusted: at most MAX_REQUEST bytes a line, a known `op`, the fields it
 needs with the right types; anything else is a ProtocolError (the client is dropped).

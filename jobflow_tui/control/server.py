@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..engine.events import Event
+from ..engine.events import Event, Output
 from ..engine.run import Run, snapshot
 from . import place
 from .protocol import MAX_REQUEST, ProtocolError, encode, encode_event, parse_request
@@ -38,6 +38,7 @@ class Client:
         self.ready = asyncio.Event()
         self.closed = False
         self.subscribed = False
+        self.offsets = False  # output as where it ends in the log, not its bytes (see protocol)
 
     def send(self, data: bytes) -> None:
         if self.closed:
@@ -155,9 +156,14 @@ class ControlServer:
         data = encode_event(e)
         if data is None:
             return
+        short = None
+        if isinstance(e, Output) and any(c.offsets for c in self.clients):
+            end = self.run.emitted(e.task)
+            if end is not None:  # else the attempt is gone: its bytes travel as they are
+                short = encode({"event": "output", "task": e.task, "attempt": e.attempt, "end": end})
         for client in list(self.clients):
             if client.subscribed:
-                client.send(data)
+                client.send(short if short is not None and client.offsets else data)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -212,6 +218,7 @@ class ControlServer:
             return snapshot(run)
         if op == "subscribe":
             client.subscribed = True  # from this very moment: the snapshot and the events agree
+            client.offsets = req.get("output") == "offsets"
             return snapshot(run)
         if op == "pause":
             run.pause()

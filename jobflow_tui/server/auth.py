@@ -84,8 +84,10 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
         query = {k: v for k, v in request.query.items() if k != "token"}
         location = str(request.rel_url.with_query(query))
         resp = web.HTTPSeeOther(location=location)
-        resp.set_cookie(COOKIE, request.app[TOKEN_KEY], httponly=True, samesite="Strict", path="/",
-                        secure=request.secure)
+        # Secure whenever the browser came over TLS, a proxy's included (a stricter cookie
+        # is all that header can obtain).
+        secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+        resp.set_cookie(COOKIE, request.app[TOKEN_KEY], httponly=True, samesite="Strict", path="/", secure=secure)
         return resp
     if not authorised(request):
         return unauthorised()
