@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 from .lines import LineSplitter
 
@@ -13,20 +12,6 @@ CHUNK = 4 * 1024 * 1024
 # flood faster): one firehose neither starves the other tasks nor holds
 # more than this in memory at once, however much it printed.
 MAX_PER_READ = 4 * 1024 * 1024
-
-
-_READER: ThreadPoolExecutor | None = None
-
-
-def _reader() -> ThreadPoolExecutor:
-    """The one thread every log is read in. Reads from the page cache are quick, and glibc
-    gives each thread an arena that keeps freed 4 MiB read buffers for reuse: spread over
-    the loop's default pool (up to six threads when reads queue), that is six arenas' worth;
-    in one thread, one."""
-    global _READER
-    if _READER is None:
-        _READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobflow-log")
-    return _READER
 
 
 class LogTail:
@@ -66,7 +51,7 @@ class LogTail:
                 if self._file is None:
                     import aiofiles  # here: a run whose tasks print nothing never needs it
 
-                    self._file = await aiofiles.open(self.path, "rb", executor=_reader())
+                    self._file = await aiofiles.open(self.path, "rb")
                     await self._file.seek(self.offset)
                 while got < MAX_PER_READ:
                     chunk = await self._file.read(min(CHUNK, MAX_PER_READ - got))
