@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -102,3 +103,30 @@ def no_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         except psutil.Error:
             pass
     raise AssertionError(f"processes left behind: {[(p.pid, p.cmdline()) for p in left if alive(p.pid)]}")
+
+
+class PeakRSS:
+    """The peak RSS of a running process itself (VmHWM), read until it ends. Not wait4's
+    ru_maxrss: Linux carries the forking process's high-water mark across exec, so a
+    child of a grown test process reports that process's size."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    hwm = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), None)
+            except OSError:
+                return
+            if hwm is None:  # a zombie: its memory is gone
+                return
+            self.peak = max(self.peak, hwm)
+            time.sleep(0.01)
+
+    def kb(self) -> int:
+        self.thread.join(timeout=10)
+        return self.peak

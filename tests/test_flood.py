@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -14,7 +12,7 @@ import psutil
 from jobflow_tui.engine import Scheduler
 from jobflow_tui.jobdef import load_job
 
-from .conftest import await_for, write
+from .conftest import PeakRSS, await_for, write
 
 LINE = b"2026-11-30 01:23:45 INFO worker-3 processed a batch of rows and wrote them all out fine ok\n"
 LINES = 2_000_000  # about 190 MB
@@ -52,33 +50,6 @@ def test_headless_runner_memory_stays_flat_and_every_line_arrives(tmp_path: Path
     assert count == LINES + 1
     assert b"flood | the-very-last-line\n" in tail
     assert 0 < peak.kb() < 100 * 1024, f"peak RSS {peak.kb() / 1024:.0f} MB"
-
-
-class PeakRSS:
-    """The peak RSS of a running process itself (VmHWM), read until it ends. Not wait4's
-    ru_maxrss: Linux carries the forking process's high-water mark across exec, so a
-    child of a grown test process reports that process's size."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak = pid, 0
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-
-    def _watch(self) -> None:
-        while True:
-            try:
-                with open(f"/proc/{self.pid}/status") as f:
-                    hwm = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), None)
-            except OSError:
-                return
-            if hwm is None:  # a zombie: its memory is gone
-                return
-            self.peak = max(self.peak, hwm)
-            time.sleep(0.01)
-
-    def kb(self) -> int:
-        self.thread.join(timeout=10)
-        return self.peak
 
 
 async def test_dashboard_memory_stays_flat_and_shows_the_last_line(tmp_path: Path) -> None:
