@@ -399,6 +399,16 @@ def met(x) -> str:
     return "-" if x is None else ("yes" if x else "NO")
 
 
+def save(result: dict, out: Path, stem: str) -> Path:
+    """Write `result` as `out/STEM-DATE.json`, noting if jobflow_tui/ changed while it ran."""
+    if (code := code_state()) != result["code"]:
+        result["code_at_end"] = code
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}-{result['date']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
 def table(result: dict) -> str:
     f = cell
     rows = [("variant", "ok", "median s", "range s", "x baseline", f"<= {TARGET_RATIO}x",
@@ -510,13 +520,8 @@ def main() -> None:
     finally:
         reap_leftovers(root, token)
         shutil.rmtree(root, ignore_errors=True)
-    if (code := code_state()) != result["code"]:
-        result["code_at_end"] = code  # jobflow_tui/ changed while this ran
     result["summary"] = summary(result["rounds"], variants)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"flood-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = save(result, Path(a.out), "flood")
     print()
     print(f"{a.size / 2**20:,.0f} MiB of log lines, {len(result['rounds'])} round(s), medians; "
           f"code {result['code']}")

@@ -55,7 +55,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flood_bench import JOB, MARK, PeakRSS, cell, check_log, code_state, mb, met, reap_leftovers  # noqa: E402
+from flood_bench import JOB, MARK, PeakRSS, cell, check_log, code_state, mb, met, reap_leftovers, save  # noqa: E402
 
 VARIANTS = ("alone", "clients-task", "clients-events")
 TARGET_RATIO = 1.10  # wall time and runner peak RSS, x the run nobody follows
@@ -706,13 +706,8 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     if interrupted:
         sys.exit(130)
-    if (code := code_state()) != result["code"]:
-        result["code_at_end"] = code
     result["summary"] = summary(result["rounds"], variants)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"sse-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = save(result, Path(a.out), "sse")
     print()
     print(f"{a.lines:,} lines, {a.clients} clients, {len(result['rounds'])} round(s), medians; code {result['code']}; "
           f"load at start {result['load_at_start'][0]}")
