@@ -85,6 +85,7 @@ class Executor(Protocol):
     """Where and how attempts run."""
 
     quick_start: bool  # start() returns within about a millisecond: called on the loop, not in a thread
+    start_grace: float  # seconds a resumed run waits for an attempt `starting` names to record its pid
 
     def start(self, request: AttemptRequest) -> Execution:
         """Start an attempt (blocking: called off the event loop); raises if it cannot."""

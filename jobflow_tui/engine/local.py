@@ -175,6 +175,9 @@ class LocalCommands(_LocalExecutor):
     """Commands: a shell string or an argv list, under the recording wrapper."""
 
     quick_start = True  # posix_spawn returns once the shell has exec'd
+    # `starting` finds the shell itself: it exists, so it will record its pid; a loaded
+    # machine can keep it waiting for the CPU past a second.
+    start_grace = 5.0
 
     def __init__(self) -> None:
         self._children: set[int] = set()
@@ -203,6 +206,7 @@ class LocalPython(_LocalExecutor):
     """Python task classes, run in slots of a worker process that imported them."""
 
     quick_start = False  # a fork in the worker, and the worker's own start on first use
+    start_grace = 1.0  # `starting` cannot tell (see there): a bounded moment for any of them
 
     def __init__(self, job: JobDef) -> None:
         self.job = job

@@ -23,9 +23,12 @@ from .executor import Execution, Executor
 from .outputs import recorded_outcome
 from .statedir import RunError, StateDir, attempt_files, attempts_on_disk, launched, new_run_id, safe_name
 
-# How long an attempt whose log exists may take to record its pid: one started a moment
-# before its runner died is still on its way (a shell or a fork takes milliseconds).
-START_GRACE = 1.0
+# At most how long an attempt whose log exists may take to record its pid (each executor
+# says how long within this): one started a moment before its runner died is still on its
+# way. A shell takes milliseconds, but a hundred started at once on a loaded machine can
+# leave the last waiting for the CPU past a second, and taking it for never started would
+# run it twice.
+START_GRACE = 5.0
 
 
 @dataclass
@@ -71,13 +74,15 @@ def _last_attempts(prev: dict, tasks: dict[str, TaskRun], run_dir: str) -> dict[
 
 def _await_unrecorded_starts(candidates: list[tuple[AttemptFiles, Executor]]) -> None:
     """Give attempts started a moment before their runner died the time to say so: wait
-    (once, for all of them, at most START_GRACE) until each noted as launched has recorded
-    its pid or its end, or is known never to have started."""
+    (once, for all of them, at most their executor's start_grace) until each noted as
+    launched has recorded its pid or its end, or is known never to have started."""
     started = launched(os.path.dirname(candidates[0][0].base)) if candidates else set()
     waiting = [(f, e) for f, e in candidates if f.key in started or os.path.exists(f.log)]
-    deadline = time.monotonic() + START_GRACE
-    while waiting and time.monotonic() < deadline:
-        waiting = [(f, e) for f, e in waiting if f.read_pid() is None and f.read_status() is None]
+    begun = time.monotonic()
+    while waiting:
+        waited = time.monotonic() - begun
+        waiting = [(f, e) for f, e in waiting if waited < min(START_GRACE, e.start_grace)
+                   and f.read_pid() is None and f.read_status() is None]
         if waiting:
             maybe: set[str] = set()
             for executor in {id(e): e for _, e in waiting}.values():
