@@ -23,13 +23,16 @@ class LogTail:
         self.splitter = LineSplitter()
         self.more = False  # the last read stopped at its limit, not at the end of the file
         self.done = False  # read to the end with `final`: closed, nothing more will come
+        self._given = offset
         self._file = None
         self._lock = asyncio.Lock()
 
     @property
     def emitted(self) -> int:
-        """Bytes of the file already given out as lines."""
-        return self.offset - self.splitter.held
+        """Bytes of the file already given out as lines. Moved only when `read` returns:
+        while a read waits for more of the file, what it has taken in is not given out yet
+        (a viewer that asks then must not count it, or it would see those lines twice)."""
+        return self._given
 
     def has_new(self) -> bool:
         try:
@@ -69,6 +72,7 @@ class LogTail:
                     blocks.append(rest)
                 await self.close()
                 self.done = True
+            self._given = self.offset - self.splitter.held
             if len(blocks) > 1:
                 return b"\n".join(blocks)
             return blocks[0] if blocks else None

@@ -99,9 +99,14 @@ class Feed:
         """Subscribe to the owner of the run of `job_dir` (NoLiveRun if there is none)."""
         remote = await asyncio.to_thread(RemoteRun.fetch, job_dir)
         feed = cls(remote)
+
+        def subscribed() -> None:
+            # The subscription's own picture counts, not the one fetched just before it;
+            # taken as it arrives, before any of the events that follow it.
+            feed.emitted = {n: t.emitted or 0 for n, t in remote.tasks.items()}
+
+        remote.on_subscribed = subscribed
         await remote.start(offsets=True)
-        # The subscription's own picture counts, not the one fetched just before it.
-        feed.emitted = {n: t.emitted or 0 for n, t in remote.tasks.items()}
         feed._watch = asyncio.ensure_future(feed._until_end())
         return feed
 
