@@ -419,3 +419,39 @@ def test_a_torn_record_in_the_journal_spoils_only_itself(tmp_path: Path) -> None
     with open(run_dir / "attempts.status", "ab") as f:
         f.write(b"it 4\n")
     assert c.read_status() == 4
+
+
+async def test_a_tail_counts_lines_as_told_only_when_its_read_returns(tmp_path: Path) -> None:
+    """`emitted` is what a viewer that subscribes now must not read again from the log: while
+    a read still waits for more of the file, the lines it holds are not told yet (a viewer
+    subscribing then would see them twice)."""
+    from jobflow_tui.engine.tail import LogTail
+
+    log = tmp_path / "task.log"
+    log.write_bytes(b"one\ntwo\n")
+    tail = LogTail(str(log))
+    first = await tail.read()
+    assert first == b"one\ntwo" and tail.emitted == 8
+
+    class Paused:  # the file as a read sees it while the disk is slow: more comes later
+        def __init__(self) -> None:
+            self.gate, self.calls = asyncio.Event(), 0
+
+        async def read(self, n: int) -> bytes:
+            self.calls += 1
+            if self.calls == 1:
+                return b"three\n"
+            await self.gate.wait()
+            return b""
+
+        async def close(self) -> None:
+            pass
+
+    log.write_bytes(b"one\ntwo\nthree\n")
+    slow = Paused()
+    tail._file = slow
+    reading = asyncio.ensure_future(tail.read())
+    await await_for(lambda: slow.calls == 2, 5, "the read to wait for more")
+    assert tail.emitted == 8  # "three" is taken in, not given out
+    slow.gate.set()
+    assert await reading == b"three" and tail.emitted == 14
