@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from jobflow_tui.engine import StateDir
+
 from .conftest import wait_for, write
 
 EXE = shutil.which("jobflow-tui", path=os.path.dirname(sys.executable)) or shutil.which("jobflow-tui")
@@ -290,16 +292,7 @@ def test_hangup_hands_the_run_over_and_it_ends_as_if_undisturbed(tmp_path: Path,
 
 
 def _runner_alive(tmp_path: Path) -> bool:
-    import fcntl
-
-    fd = os.open(tmp_path / ".jobflow" / "job" / "lock", os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return StateDir(str(tmp_path / ".jobflow"), "job").runner_alive()
 
 
 def test_d_detaches_and_the_run_goes_on(tmp_path: Path, tmux_factory) -> None:

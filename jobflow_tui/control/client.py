@@ -201,7 +201,8 @@ class RemoteRun:
                         task = str(message.get("task"))
                         self._read_to[task] = self._read_to.get(task, 0) + len(message["data"]) + 1
                     elif message.get("event") == "output":
-                        message["data"] = self._from_log(message)
+                        # Off the loop: a block may be megabytes of a log (in order all the same).
+                        message["data"] = await asyncio.to_thread(self._from_log, message)
                     self._event(message)
         except (OSError, ValueError, asyncio.IncompleteReadError):
             pass

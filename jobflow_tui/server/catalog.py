@@ -97,11 +97,6 @@ class Catalog:
     def job(self, name: str) -> ServedJob | None:
         return next((j for j in self.jobs() if j.name == name), None)
 
-    def serves(self, path: str) -> ServedJob | None:
-        """The served job whose file is `path`, if any."""
-        real = os.path.realpath(path)
-        return next((j for j in self.jobs() if os.path.realpath(j.path) == real), None)
-
     def add(self, text: bytes) -> ServedJob:
         """Validate a job file sent over HTTP and store it in the first folder as
         `<config.name>.yaml`; AddError if it cannot be."""

@@ -38,11 +38,13 @@ class RunRef:
 def find_runs(catalog: Catalog) -> list[RunRef]:
     """Every run of a served job there is to show: the live ones, then the last of each job."""
     refs: dict[str, RunRef] = {}
+    jobs = catalog.jobs()
+    by_file = {os.path.realpath(j.path): j for j in jobs}
     for about in live_runs():
-        job = catalog.serves(str(about.get("path", "")))
+        job = by_file.get(os.path.realpath(str(about.get("path", ""))))
         if job is not None and isinstance(about.get("run_id"), str):
             refs[about["run_id"]] = RunRef(about["run_id"], job, str(about["state_dir"]), about)
-    for job in catalog.jobs():
+    for job in jobs:
         try:
             cp = read_checkpoint(os.path.join(job.job_dir, "checkpoint.json"), job.name)
         except CheckpointError:

@@ -32,6 +32,35 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def log_lines(path: str, offset: int, end: int | None, last_partial: bool):
+    """Batches of (line, where it ends in the file) of the log at `path`, from byte `offset`
+    up to `end` (None: its end); a last line without a newline only if `last_partial`."""
+    try:
+        f = await asyncio.to_thread(open, path, "rb")
+    except OSError:
+        return
+    pending = b""
+    try:
+        f.seek(offset)
+        while end is None or offset + len(pending) < end:
+            want = READ if end is None else min(READ, end - offset - len(pending))
+            chunk = await asyncio.to_thread(f.read, want)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            batch = []
+            for raw in lines:
+                offset += len(raw) + 1
+                batch.append((raw, offset))
+            if batch:
+                yield batch
+        if pending and last_partial:
+            yield [(pending, offset + len(pending))]
+    finally:
+        await asyncio.to_thread(f.close)
+
+
 async def ended_stream(request: web.Request, exit_code: int, log: tuple[str, str, int, int] | None = None,
                        states: dict[str, Any] | None = None) -> web.StreamResponse:
     """The stream of a run that is over: the lines of `log` (path, task, attempt, which log of
@@ -47,27 +76,9 @@ async def ended_stream(request: web.Request, exit_code: int, log: tuple[str, str
     if log is not None:
         path, task, attempt, index = log
         offset = read_to[1] if read_to is not None and read_to[0] == index else 0
-        try:
-            f = await asyncio.to_thread(open, path, "rb")
-        except OSError:
-            f = None
-        if f is not None:
-            try:
-                f.seek(offset)
-                pending = b""
-                while chunk := await asyncio.to_thread(f.read, READ):
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    out = []
-                    for raw in lines:
-                        offset += len(raw) + 1
-                        out.append(_line(task, attempt, raw, f"over.0:{index}:{offset}"))
-                    await resp.write(b"".join(out))
-                if pending:
-                    offset += len(pending)
-                    await resp.write(_line(task, attempt, pending, f"over.0:{index}:{offset}"))
-            finally:
-                await asyncio.to_thread(f.close)
+        async for batch in log_lines(path, offset, None, True):
+            await resp.write(b"".join(_line(task, attempt, raw, f"over.0:{index}:{end}") for raw, end in batch))
+            offset = batch[-1][1]
     await resp.write(sse("end", {"exit_code": exit_code}, "over.0" if log is None else f"over.0:{log[3]}:{offset}"))
     await resp.write_eof()
     return resp
@@ -100,30 +111,9 @@ async def _catch_up(resp: web.StreamResponse, feed: Feed, task: str, pos: int, s
         return
     path, end, log, attempt = t.logs[-1], feed.emitted.get(task, 0), len(t.logs), t.attempt
     offset = since[1] if since is not None and since[0] == log else 0
-    pending = b""
-    try:
-        f = await asyncio.to_thread(open, path, "rb")
-    except OSError:
-        return
-    try:
-        f.seek(offset)
-        while offset + len(pending) < end:
-            chunk = await asyncio.to_thread(f.read, min(READ, end - offset - len(pending)))
-            if not chunk:
-                break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            out = []
-            for raw in lines:
-                offset += len(raw) + 1
-                out.append(_line(task, attempt, raw, f"{feed.token}.{pos}c:{log}:{offset}"))
-            if out:
-                await resp.write(b"".join(out))
-        if pending and t.state != "running":  # the last line had no newline: the task is done with it
-            offset += len(pending)
-            await resp.write(_line(task, attempt, pending, f"{feed.token}.{pos}c:{log}:{offset}"))
-    finally:
-        await asyncio.to_thread(f.close)
+    # A last line without a newline is the task's last word only once it ended.
+    async for batch in log_lines(path, offset, end, t.state != "running"):
+        await resp.write(b"".join(_line(task, attempt, raw, f"{feed.token}.{pos}c:{log}:{at}") for raw, at in batch))
 
 
 def _line(task: str, attempt: int, raw: bytes, event_id: str | None) -> bytes:
