@@ -402,6 +402,8 @@ ODD_INPUTS = [  # each was once a 500 or a cut stream
                  id="last-event-id-a-unicode-digit"),
     pytest.param("POST", "/api/jobs/ok/runs", {"Content-Type": "application/json"},
                  json.dumps({"params": {"big": "x" * 200_000}}).encode(), 422, id="a-parameter-too-long-to-pass"),
+    pytest.param("POST", "/api/jobs/ok/runs", {"Content-Type": "application/json"},
+                 json.dumps({"params": {"nul": "a\u0000b"}}).encode(), 400, id="a-parameter-holding-a-nul"),
 ]
 
 

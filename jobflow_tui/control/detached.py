@@ -55,9 +55,9 @@ def start_runner(argv: list[str], after: int | None = None, wait: bool = True,
             argv + extra, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, pass_fds=(write_end,), close_fds=True,
         )
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: an argument holding a NUL
         os.close(read_end)
-        return {"error": f"cannot start a runner: {e.strerror}"}
+        return {"error": f"cannot start a runner: {getattr(e, 'strerror', None) or e}"}
     finally:
         os.close(write_end)
     if children is not None:

@@ -125,10 +125,10 @@ async def start_run(request: web.Request) -> web.Response:
         raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
     params, only, resume = body.get("params") or {}, body.get("only") or [], body.get("resume", False)
     if not isinstance(params, dict) or not all(
-        isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", k) and isinstance(v, str)
+        isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", k) and isinstance(v, str) and "\0" not in v
         for k, v in params.items()
     ):
-        raise ApiError(400, "'params' maps names (letters, digits, _ . -) to strings")
+        raise ApiError(400, "'params' maps names (letters, digits, _ . -) to strings (no NUL: they become arguments)")
     if not isinstance(only, list) or not all(isinstance(n, str) for n in only):
         raise ApiError(400, "'only' is a list of task names")
     if not isinstance(resume, bool):
