@@ -57,11 +57,14 @@ async def main() -> None:
         await shoot(work, "overview-mid-run", (110, 30),
                     lambda a: states(a)["extract-orders"] == "retrying" and len(a.buffers["extract-users"].lines) >= 4,
                     keys=["j"])
-        await shoot(work, "failed-task-log", (110, 30), lambda a: states(a)["report"] == "blocked",
-                    keys=["j", "j", "j", "j"])
-        await shoot(work, "help", (110, 34), lambda a: states(a)["prepare"] == "succeeded", keys=["question_mark"])
-        await shoot(work, "narrow-80x24", (80, 24), lambda a: states(a)["report"] == "blocked",
-                    keys=["j", "j", "j", "j"])
+        failed = lambda a: states(a)["report"] == "blocked"  # noqa: E731
+        # The cursor goes to the failure by itself: no key needed.
+        await shoot(work, "failed-task-log", (110, 30), failed)
+        await shoot(work, "help", (80, 24), lambda a: states(a)["prepare"] == "succeeded", keys=["question_mark"])
+        await shoot(work, "narrow-80x24", (80, 24), failed)
+        await shoot(work, "graph-80x24", (80, 24), failed, keys=["g"])
+        await shoot(work, "merged-log", (110, 30), failed, keys=["L"])
+        await shoot(work, "zoomed-log", (80, 24), failed, keys=["z"])
 
 
 if __name__ == "__main__":

@@ -92,11 +92,11 @@ def test_operator_session_tree_log_abort_retry_quit(tmp_path: Path, tmux_factory
     """)
     t = tmux_factory(tmp_path, f"{EXE} job.yaml", env={"TERM": "tmux-256color"})
     t.wait("✗ gate failed", "▶ slow running", "⊘ after blocked")
-    t.wait("slow is working")  # the cursor starts on the first task; its log is shown
-    t.keys("j")
-    t.wait("gate closed")
+    t.wait("gate closed")  # the cursor went to the failure by itself; its log is shown
     t.keys("Enter")  # into the log pane, and back
-    t.keys("Escape", "k", "a")  # abort slow
+    t.keys("Escape", "k")
+    t.wait("slow is working")
+    t.keys("a")  # abort slow
     t.wait("■ slow aborted")
     (tmp_path / "ok").touch()
     t.keys("j", "r")  # retry gate: it and its blocked downstream run

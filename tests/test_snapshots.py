@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from jobflow_tui.engine import Scheduler
 from jobflow_tui.jobdef import load_job
 from jobflow_tui.tui.app import Dashboard
@@ -60,12 +62,13 @@ def frozen(tmp_path: Path, states: dict, logs: dict[str, list[str]]) -> Dashboar
     app = Dashboard(s, start_engine=False, clock=lambda: T0 + 42, keymap_path=str(tmp_path / "none.toml"))
     for name, lines in logs.items():
         app.buffers[name].extend(lines)
+        app.merged.add_block("\n".join(lines).encode(), app.prefix[name])
     return app
 
 
 USERS = [f"users: page {i}/8" for i in range(1, 6)] + ["\x1b[32mok\x1b[0m batch 5 written"]
-APPROVE = ["checking approval file", "\x1b[31mnot approved yet\x1b[0m: run  echo me > .jobflow/etl/approved",
-           "then retry this task (r)"]
+APPROVE = ["checking approval file",
+           "\x1b[31mnot approved yet\x1b[0m: run  echo me > /srv/etl/.jobflow/etl/approved  then retry this task (r)"]
 
 
 def test_overview_mid_run(snap_compare, tmp_path: Path) -> None:
@@ -92,9 +95,10 @@ def test_failed_task_with_its_log(snap_compare, tmp_path: Path) -> None:
 
 
 def test_help_screen(snap_compare, tmp_path: Path) -> None:
-    """The help screen lists every key with what it does, generated from the bindings."""
+    """The help screen lists every key with what it does, generated from the bindings, in
+    two columns that fit 80x24 without scrolling."""
     app = frozen(tmp_path, FAILED, {})
-    assert snap_compare(app, terminal_size=(100, 34), press=["question_mark"])
+    assert snap_compare(app, terminal_size=(80, 24), press=["question_mark"])
 
 
 def test_narrow_80x24(snap_compare, tmp_path: Path) -> None:
@@ -112,3 +116,25 @@ def test_no_color(snap_compare, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     app = frozen(tmp_path, FAILED, {"approve": APPROVE})
     assert snap_compare(app, terminal_size=(80, 24))
+
+
+COCKPIT_VIEWS = {
+    # name: (keys after selecting approve, what the picture shows)
+    "zoomed": (["z"], "the log pane alone, full width: the long line wraps over fewer rows"),
+    "merged": (["L"], "every task's lines as 'TASK | line', the title says 'all tasks'"),
+    "marking": (["v", "up"], "two lines marked (reversed), the title says 'marking 2 line(s)'"),
+    "unwrapped": (["w"], "wrap off: the long line is cut at the pane's edge, to scroll sideways"),
+}
+LOGS = {"approve": APPROVE, "prepare": ["workspace ready at /srv/etl/.jobflow/etl"],
+        "extract-users": USERS}
+
+
+@pytest.mark.parametrize("colour", ["colour", "no-colour"])
+@pytest.mark.parametrize("view", sorted(COCKPIT_VIEWS))
+def test_cockpit_views_at_80x24(snap_compare, tmp_path: Path, monkeypatch, view: str, colour: str) -> None:
+    """Each view of the cockpit at 80x24, with colour and with NO_COLOR (see COCKPIT_VIEWS)."""
+    if colour == "no-colour":
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = frozen(tmp_path, FAILED, LOGS)
+    keys, _ = COCKPIT_VIEWS[view]
+    assert snap_compare(app, terminal_size=(80, 24), press=["j", "j", "j", "j", *keys])

@@ -86,6 +86,8 @@ class RemoteTask:
         self.name = name
         self.dependencies: list[str] = list(data.get("dependencies") or [])
         self.max_attempts = int(data.get("max_attempts") or 1)
+        definition = data.get("definition")
+        self.definition: dict[str, Any] = definition if isinstance(definition, dict) else {}
         self.update(data)
 
     def update(self, d: dict[str, Any]) -> None:

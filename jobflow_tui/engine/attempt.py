@@ -71,7 +71,20 @@ class TaskRun:
         return self.spec.dependencies
 
     @property
+    def definition(self) -> dict[str, Any]:
+        """What the task runs, as a failure report names it: its command or Python class
+        with parameters, folder, timeout, and the names (not the values) of its env."""
+        return definition_of(self.spec)
+
+    @property
     def duration(self) -> float | None:
         if self.started_at is None:
             return None
         return (self.finished_at or time.time()) - self.started_at
+
+
+def definition_of(spec: TaskDef) -> dict[str, Any]:
+    """A task's definition as plain data; env values are left out (they may be secrets)."""
+    what: dict[str, Any] = {"command": spec.command} if spec.command is not None else {
+        "task": spec.python_class, "parameters": spec.parameters}
+    return {**what, "cwd": spec.cwd, "timeout": spec.timeout, "env": sorted(spec.env)}

@@ -42,6 +42,10 @@ class TaskView(Protocol):
     @property
     def duration(self) -> float | None: ...
 
+    @property
+    def definition(self) -> dict[str, Any]:
+        """What it runs: `command` or `task` and `parameters`; `cwd`, `timeout`, `env` names."""
+
 
 class Run(Protocol):
     """A run as its viewers see and drive it."""
@@ -53,6 +57,7 @@ class Run(Protocol):
     paused: bool
     limit: int  # at most this many tasks at once (0: no limit)
     notes: list[str]  # what the run has to say once, at its start
+    run_dir: str  # the run's own folder (its logs; what a viewer saves for the operator)
 
     @property
     def job_name(self) -> str: ...
@@ -142,6 +147,7 @@ def snapshot(run: Run) -> dict[str, Any]:
                 "exit_code": t.exit_code, "started_at": t.started_at, "finished_at": t.finished_at,
                 "pid": t.pid, "logs": list(t.logs), "reason": t.reason, "selected": t.selected,
                 "dependencies": list(t.dependencies), "emitted": run.emitted(name),
+                "definition": t.definition,
             }
             for name, t in ((n, run.tasks[n]) for n in run.order)
         },

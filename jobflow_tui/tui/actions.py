@@ -15,44 +15,60 @@ class Action:
     id: str  # the binding's id, which keys.toml remaps
     keys: str  # default keys, comma-separated (Textual's names)
     action: str  # what Textual calls: `action_<name>(args)` on the app
-    description: str  # the footer's label and the help's text
-    footer: bool = True
+    description: str  # the help's text (short: the help fits 80x24 in two columns)
+    footer: str = ""  # the footer's label ("": not in the footer); it gives way to narrow screens
     palette: str = ""  # "task" (on a named task) or "job": offered in the palette
     palette_words: str = ""  # how the palette says it (default: the description)
     palette_action: str = ""  # what the palette calls (default: `action`)
     key: bool = True  # False: a key a widget handles itself; listed in the help only
 
 
+# In the footer's order; when it is too narrow, the last ones give way first (help and quit
+# always stay).
 ACTIONS: list[Action] = [
-    Action("down", "j", "cursor(1)", "down", footer=False),
-    Action("up", "k", "cursor(-1)", "up", footer=False),
-    Action("log", "enter", "focus_log", "log", palette="task", palette_words="show log of", palette_action="show"),
-    Action("retry", "r", "retry", "retry", palette="task"),
-    Action("restart", "R", "restart", "restart", palette="task"),
-    Action("abort", "a,x", "abort", "abort", palette="task"),
-    Action("abort_all", "A", "abort_all", "abort all", palette="job", palette_words="abort all running tasks"),
-    Action("pause", "p", "pause", "pause", palette="job", palette_words="pause / resume launching"),
-    Action("follow", "f", "follow", "follow"),
-    Action("search", "slash", "search", "search"),
-    Action("next_match", "n", "next_match(1)", "next", footer=False),
-    Action("previous_match", "N", "next_match(-1)", "previous", footer=False),
-    Action("earlier_attempt", "left_square_bracket", "attempt(-1)", "earlier attempt", footer=False),
-    Action("later_attempt", "right_square_bracket", "attempt(1)", "later attempt", footer=False),
-    Action("pager", "o", "pager", "pager"),
-    Action("help", "question_mark", "help", "help", palette="job"),
-    Action("detach", "d", "detach", "detach", palette="job", palette_words="detach: leave the run running"),
-    Action("quit", "q", "quit_app", "quit"),
-    Action("tasks", "escape", "focus_tree", "tasks", footer=False),
+    Action("down", "j", "cursor(1)", "next task"),
+    Action("up", "k", "cursor(-1)", "previous task"),
+    Action("log", "enter", "focus_log", "into the log pane", "log", palette="task", palette_words="show log of",
+           palette_action="show"),
+    Action("retry", "r", "retry", "retry a failed task", "retry", palette="task", palette_words="retry"),
+    Action("restart", "R", "restart", "restart it and after", "restart", palette="task", palette_words="restart"),
+    Action("abort", "a,x", "abort", "abort the task", "abort", palette="task", palette_words="abort"),
+    Action("next_failure", "e", "next_failure", "next failed task", "fail"),
+    Action("follow", "f", "follow", "follow the log end", "follow"),
+    Action("wrap", "w", "wrap", "wrap long lines", "wrap"),
+    Action("zoom", "z", "zoom", "log pane full screen", "zoom"),
+    Action("graph", "g", "graph", "the DAG as a graph", "graph", palette="job", palette_words="show the graph"),
+    Action("merged", "L", "merged", "all tasks' logs, merged", "all", palette="job",
+           palette_words="show every task's log merged"),
+    Action("search", "slash", "search", "search the log", "find"),
+    Action("next_match", "n", "next_match(1)", "next match"),
+    Action("previous_match", "N", "next_match(-1)", "previous match"),
+    Action("mark", "v", "mark", "mark lines (up/down)", "mark"),
+    Action("copy", "y", "copy", "copy marked lines", "copy"),
+    Action("report", "E", "report", "failure report, copied", "report", palette="task",
+           palette_words="failure report of"),
+    Action("earlier_attempt", "left_square_bracket", "attempt(-1)", "earlier attempt"),
+    Action("later_attempt", "right_square_bracket", "attempt(1)", "later attempt"),
+    Action("pager", "o", "pager", "log in $PAGER", "pager"),
+    Action("pause", "p", "pause", "pause launching", "pause", palette="job", palette_words="pause / resume launching"),
+    Action("abort_all", "A", "abort_all", "abort all running", "abort all", palette="job",
+           palette_words="abort all running tasks"),
+    Action("detach", "d", "detach", "detach, run goes on", "detach", palette="job",
+           palette_words="detach: leave the run running"),
+    Action("help", "question_mark", "help", "this help", "help", palette="job", palette_words="help"),
+    Action("quit", "q", "quit_app", "quit", "quit"),
+    Action("tasks", "escape", "focus_tree", "back to the tasks"),
     # Keys the task list and the app handle themselves.
-    Action("move", "up, down", "", "move (PgUp, PgDn, Home, End)", footer=False, key=False),
-    Action("fold", "space", "", "fold a group (shard-01, shard-02…)", footer=False, key=False),
-    Action("palette", "ctrl+p", "", "palette: task: retry NAME, …", footer=False, key=False),
+    Action("move", "↑↓ PgUp…", "", "move, scroll", key=False),
+    Action("fold", "space", "", "fold a group", key=False),
+    Action("palette", "ctrl+p", "", "palette: task: retry …", key=False),
 ]
 
 
 def bindings() -> list[Binding]:
     """The app's key bindings."""
-    return [Binding(a.keys, a.action, a.description, show=a.footer, id=a.id) for a in ACTIONS if a.key]
+    return [Binding(a.keys, a.action, a.footer or a.description, show=bool(a.footer), id=a.id)
+            for a in ACTIONS if a.key]
 
 
 def palette(scope: str) -> list[tuple[str, str]]:

@@ -8,22 +8,20 @@ refresh per frame, not one widget write per line. Actions call the engine's publ
 from __future__ import annotations
 
 import collections
-import os
-import shlex
-import subprocess
 import time
 from collections.abc import Callable
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult, SuspendNotSupported
+from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Input, Sparkline, Static
+from textual.widgets import Input, Sparkline, Static
 
 from ..engine import (
     ABORTED,
     ACTIVE,
     FAILED,
+    PENDING,
     RUNNING,
     Event,
     Notice,
@@ -35,10 +33,13 @@ from ..engine.run import Owner, Run
 from ..sanitize import clean_line
 from .actions import bindings, help_rows
 from .buffer import TailBuffer, read_tail
+from .cockpit import Cockpit
 from .commands import TaskCommands
+from .graphview import GraphScreen
+from .keybar import KeyBar
 from .keys import load_keymap
 from .logview import LogView
-from .rows import gauge, group_row, header, log_title, task_row
+from .rows import gauge, group_row, header, log_title, merged_title, task_row
 from .screens import Confirm, Help
 from .session import Session
 from .tasklist import TaskList
@@ -47,7 +48,7 @@ from .usage import UsageSampler
 FLUSH_HZ = 20
 
 
-class Dashboard(App[int]):
+class Dashboard(Cockpit, App[int]):
     """The jobflow-tui dashboard for one run."""
 
     CSS_PATH = "dashboard.tcss"
@@ -76,6 +77,9 @@ class Dashboard(App[int]):
         self.clock = clock
         self.keymap_path = keymap_path
         self.buffers: dict[str, TailBuffer] = {n: TailBuffer() for n in scheduler.order}
+        self.merged = TailBuffer()  # every task's lines, `TASK | line` (L)
+        self.merged_shown = False
+        self.prefix = {n: f"\x1b[2m{n} |\x1b[0m ".encode() for n in scheduler.order}
         self.position = {n: i for i, n in enumerate(scheduler.order)}
         self.pending: list[Event] = []
         self.shown: str | None = None
@@ -98,7 +102,7 @@ class Dashboard(App[int]):
                 yield Static(id="logtitle")
                 yield LogView(id="log")
                 yield Input(placeholder="search the log (Enter: find, Escape: cancel)", id="search")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         # Kept once: a query searches the active screen, which may be a modal dialog.
@@ -124,11 +128,15 @@ class Dashboard(App[int]):
         self.show(self.scheduler.order[0])
         self.refresh_header()
         self.refresh_gauge()
+        self.call_after_refresh(self.refresh_header)  # once it has a width, to fit it
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.refresh_header)
 
     # ---- engine events -> widgets -----------------------------------------------
 
-    def label(self, name: str) -> Text:
-        return task_row(name, self.scheduler.tasks[name], self.clock(), self.position)
+    def label(self, name: str, width: int | None = None) -> Text:
+        return task_row(name, self.scheduler.tasks[name], self.clock(), self.position, width)
 
     def group_label(self, group) -> Text:
         return group_row(group.prefix, group.members, group.folded, self.scheduler.tasks)
@@ -139,12 +147,17 @@ class Dashboard(App[int]):
         if isinstance(e, Output):
             # Raw lines: only the rows drawn are sanitised (in the log view).
             self.buffers[e.task].add_block(e.data)
+            self.merged.add_block(e.data, self.prefix[e.task])
             return
-        if isinstance(e, StateChanged) and e.state == RUNNING and e.previous != RUNNING:
-            attempts = self.scheduler.tasks[e.task].attempts
-            if attempts > 1:
-                # Earlier attempts stay above a rule ([ and ] show each one alone).
-                self.buffers[e.task].add_block(f"\x1b[2m── attempt {attempts} ──\x1b[0m".encode())
+        if isinstance(e, StateChanged):
+            if e.state == RUNNING and e.previous != RUNNING:
+                attempts = self.scheduler.tasks[e.task].attempts
+                if attempts > 1:
+                    # Earlier attempts stay above a rule ([ and ] show each one alone).
+                    self.buffers[e.task].add_block(f"\x1b[2m── attempt {attempts} ──\x1b[0m".encode())
+            if e.state != PENDING:
+                exit_note = f" (exit {e.exit_code})" if e.exit_code is not None and e.state != RUNNING else ""
+                self.merged.add_block(f"\x1b[2m── {e.state}{exit_note} ──\x1b[0m".encode(), self.prefix[e.task])
         self.pending.append(e)
 
     def flush(self) -> None:
@@ -160,12 +173,15 @@ class Dashboard(App[int]):
                 self.notify(clean_line(e.message, False), severity=e.severity, timeout=10)
         # Running rows show a growing duration: draw them again too (only visible ones cost).
         self.tasklist.relabel(changed.union(self.running_names()))
-        if self.shown is not None and self.attempt_shown is None:
+        if self.merged_shown or (self.shown is not None and self.attempt_shown is None):
             self.logview.update()
         if changed:
+            self.to_first_failure(changed)
             self.refresh_header()
             self.refresh_log_title()
             self.refresh_bindings()
+        if isinstance(self.screen, GraphScreen):
+            self.screen.refresh_states(self.clock())  # running times grow: the critical path may change
 
     def running_names(self) -> list[str]:
         return [n for n, r in self.scheduler.tasks.items() if r.state == RUNNING]
@@ -187,16 +203,19 @@ class Dashboard(App[int]):
         self.gauge.update(gauge(self.scheduler, self.usage.cpu, self.usage.rss))
 
     def refresh_header(self) -> None:
-        self.header.update(header(self.scheduler, self.clock(), self.idle_code))
+        self.header.update(header(self.scheduler, self.clock(), self.idle_code, self.header.size.width or None))
 
     def refresh_log_title(self) -> None:
-        if self.shown is not None:
+        if self.merged_shown:
+            self.logtitle.update(merged_title(self.logview))
+        elif self.shown is not None:
             self.logtitle.update(log_title(self.shown, self.scheduler.tasks[self.shown], self.attempt_shown,
                                            self.logview))
 
     def show(self, name: str, attempt: int | None = None) -> None:
         """Put a task's log in the pane: the live tail, or an earlier attempt from disk."""
         self.shown, self.attempt_shown = name, attempt
+        self.merged_shown = False
         r = self.scheduler.tasks[name]
         view = self.logview
         if attempt is not None:
@@ -211,7 +230,7 @@ class Dashboard(App[int]):
 
     @on(TaskList.Highlighted)
     def highlighted(self, event: TaskList.Highlighted) -> None:
-        if event.task is not None and event.task != self.shown:
+        if event.task is not None and (event.task != self.shown or self.merged_shown):
             self.show(event.task)
             self.refresh_bindings()
 
@@ -222,6 +241,7 @@ class Dashboard(App[int]):
     @on(LogView.Status)
     def log_status(self) -> None:
         self.refresh_log_title()
+        self.refresh_bindings()
 
     # ---- actions -----------------------------------------------------------------
 
@@ -243,10 +263,15 @@ class Dashboard(App[int]):
             return True if name and self.scheduler.tasks[name].logs else None
         if action == "next_match":
             return True if self.logview.matches else None
+        if action == "copy":
+            return True if self.logview.mark is not None else None
+        if action == "report":
+            return True if state in (FAILED, ABORTED) or (name and self.scheduler.tasks[name].logs) else None
         return True
 
     def run_task_action(self, action: str, name: str) -> None:
         """An action on a named task (from the command palette)."""
+        self.tasklist.moved_by_operator = True
         self.tasklist.move_to(name)
         if action != "show":  # "show log of": the cursor on it is enough
             getattr(self, f"action_{action}")(name)
@@ -261,6 +286,8 @@ class Dashboard(App[int]):
         self.logview.focus()
 
     def action_focus_tree(self) -> None:
+        if not self.tasklist.display or not self.query_one("#left").display:
+            self.action_zoom()  # Esc leaves the zoomed log
         self.tasklist.focus()
 
     def action_retry(self, name: str | None = None) -> None:
@@ -332,32 +359,6 @@ class Dashboard(App[int]):
 
     def action_next_match(self, step: int) -> None:
         self.logview.next_match(step)
-
-    def action_attempt(self, step: int) -> None:
-        name = self.selected
-        if not name:
-            return
-        total = len(self.scheduler.tasks[name].logs)
-        if not total:
-            return
-        current = self.attempt_shown or total
-        target = max(1, min(total, current + step))
-        self.show(name, None if target == total else target)
-
-    def action_pager(self) -> None:
-        name = self.selected
-        logs = self.scheduler.tasks[name].logs if name else []
-        if not logs:
-            return
-        path = logs[(self.attempt_shown or len(logs)) - 1]
-        pager = shlex.split(os.environ.get("PAGER") or "less -R")
-        try:
-            with self.suspend():
-                subprocess.run([*pager, path], check=False)
-        except SuspendNotSupported:
-            self.notify(f"this terminal cannot hand over to a pager; the log is {path}", timeout=6)
-        except OSError as e:
-            self.notify(f"cannot run pager {pager[0]!r}: {e.strerror}", severity="error")
 
     def action_help(self) -> None:
         self.push_screen(Help(help_rows(self._keymap)))

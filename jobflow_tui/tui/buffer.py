@@ -29,7 +29,7 @@ class TailBuffer:
         self.limit = limit
         self.max_chars = max_chars
         self._lines: list[str] = []
-        self._blocks: list[bytes] = []  # added, not yet split
+        self._blocks: list[tuple[bytes, bytes]] = []  # (prefix, block) added, not yet split
         self._block_chars = 0
         self.dropped = 0  # lines removed from the front so far
         self.chars = 0
@@ -38,15 +38,20 @@ class TailBuffer:
     def lines(self) -> list[str]:
         if self._blocks:
             blocks, self._blocks, self._block_chars = self._blocks, [], 0
-            if len(blocks[-1]) > self.max_chars // 4:
+            prefix, last = blocks[-1]
+            if len(last) > self.max_chars // 4:
                 # A flood: of its last block, only the lines the buffer keeps are split.
-                *earlier, last = blocks
                 head, *tail = last.rsplit(b"\n", self.limit)
                 if len(tail) == self.limit:
-                    self.dropped += len(self._lines) + count_lines(head) + sum(map(count_lines, earlier))
-                    self._lines, self.chars, blocks = [], 0, [b"\n".join(tail)]
-            for block in blocks:
-                self.extend(pieces(block.decode("utf-8", "replace")))
+                    earlier = sum(count_lines(b) for _, b in blocks[:-1])
+                    self.dropped += len(self._lines) + count_lines(head) + earlier
+                    self._lines, self.chars, blocks = [], 0, [(prefix, b"\n".join(tail))]
+            for prefix, block in blocks:
+                split = pieces(block.decode("utf-8", "replace"))
+                if prefix:
+                    tag = prefix.decode("utf-8", "replace")
+                    split = [tag + x for x in split]
+                self.extend(split)
         return self._lines
 
     @property
@@ -55,16 +60,17 @@ class TailBuffer:
         kept = len(self.lines)  # first: splitting what waits may drop lines
         return self.dropped + kept
 
-    def add_block(self, data: bytes) -> None:
-        """Raw lines joined by b"\\n", decoded and split when shown."""
-        self._blocks.append(data)
+    def add_block(self, data: bytes, prefix: bytes = b"") -> None:
+        """Raw lines joined by b"\\n", decoded and split when shown; `prefix` goes before
+        each of them then (so lines that are dropped unseen never cost it)."""
+        self._blocks.append((prefix, data))
         self._block_chars += len(data)
         if self._block_chars > self.max_chars and len(self._blocks) > 1:
             # What is already split would be pushed out by what waits: drop it now.
             self.dropped += len(self._lines)
             self._lines, self.chars = [], 0
-            while self._block_chars - len(self._blocks[0]) > self.max_chars:
-                old = self._blocks.pop(0)
+            while self._block_chars - len(self._blocks[0][1]) > self.max_chars:
+                _, old = self._blocks.pop(0)
                 self._block_chars -= len(old)
                 self.dropped += count_lines(old)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Mapping
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from ..engine.events import ABORTED, BLOCKED, FAILED, PENDING, RETRYING, RUNNING, SUCCEEDED
@@ -20,22 +21,34 @@ STYLE = {PENDING: "dim", RUNNING: "bold cyan", SUCCEEDED: "green", FAILED: "bold
          ABORTED: "magenta", RETRYING: "yellow", BLOCKED: "dim red"}
 
 
-def task_row(name: str, r: TaskView, now: float, position: Mapping[str, int]) -> Text:
-    t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f"{GLYPH[r.state]} ", style=STYLE[r.state])
-    t.append(clean_line(name, False))
-    t.append(" ")
-    t.append(r.state, style=STYLE[r.state])
+def task_row(name: str, r: TaskView, now: float, position: Mapping[str, int], width: int | None = None) -> Text:
+    """A task's row: glyph, name, then its facts (state, attempt, duration, exit) and the
+    parents the order does not show. Narrow, the name is cut and the parents go: the facts
+    always stay."""
+    facts = Text(no_wrap=True)
+    facts.append(r.state, style=STYLE[r.state])
     if r.max_attempts > 1 or r.attempts > 1:
-        t.append(f" {r.attempt}/{r.max_attempts}", style="dim")
+        facts.append(f" {r.attempt}/{r.max_attempts}", style="dim")
     if r.started_at:
-        t.append(f" {format_duration((r.finished_at or now) - r.started_at)}", style="dim")
+        facts.append(f" {format_duration((r.finished_at or now) - r.started_at)}", style="dim")
     if r.state in (FAILED, RETRYING) and r.exit_code is not None:
-        t.append(f" exit {format_exit(r.exit_code)}", style="red")
+        facts.append(f" exit {format_exit(r.exit_code)}", style="red")
     deps = r.dependencies
+    parents = Text(no_wrap=True)
     # Only what the row order does not already tell: several parents, or a distant one.
     if len(deps) > 1 or (deps and position[deps[0]] != position[name] - 1):
-        t.append(f"  ← {', '.join(clean_line(d, False) for d in deps)}", style="dim")
+        parents.append(f"  ← {', '.join(clean_line(d, False) for d in deps)}", style="dim")
+    label = clean_line(name, False)
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(f"{GLYPH[r.state]} ", style=STYLE[r.state])
+    room = None if width is None else width - 3 - facts.cell_len
+    if room is not None and cell_len(label) > room:
+        label = label[: max(1, room - 1)] + "…"
+    t.append(label)
+    t.append(" ")
+    t.append_text(facts)
+    if width is None or t.cell_len + parents.cell_len <= width:
+        t.append_text(parents)
     return t
 
 
@@ -51,20 +64,37 @@ def group_row(prefix: str, members: list[str], folded: bool, tasks: Mapping[str,
     return t
 
 
-def header(s: Run, now: float, idle_code: int | None) -> Text:
+def header(s: Run, now: float, idle_code: int | None, width: int | None = None) -> Text:
+    """The run's line: job, elapsed, counts per state, whether it ended, its id. Narrow,
+    the counts lose their words, then the job name shortens; the run id stays."""
     counts = collections.Counter(r.state for r in s.tasks.values())
-    t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f" {clean_line(s.job_name, False)} ", style="bold reverse")
-    t.append(f" {format_duration(now - s.started_at)} ")
-    for state in (RUNNING, SUCCEEDED, FAILED, RETRYING, ABORTED, BLOCKED, PENDING):
-        if counts.get(state):
-            t.append(f" {GLYPH[state]}{counts[state]} {state}", style=STYLE[state])
-    if s.paused:
-        t.append("  PAUSED", style="bold yellow")
-    elif idle_code is not None and not s.running():
-        t.append("  done" if idle_code == 0 else "  stopped", style="bold")
-    t.append(f"  run {s.run_id}", style="dim")
+    states = [st for st in (RUNNING, SUCCEEDED, FAILED, RETRYING, ABORTED, BLOCKED, PENDING) if counts.get(st)]
+    name = clean_line(s.job_name, False)
+    for worded in (True, False):
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f" {name} ", style="bold reverse")
+        t.append(f" {format_duration(now - s.started_at)} ")
+        for state in states:
+            t.append(f" {GLYPH[state]}{counts[state]}{' ' + state if worded else ''}", style=STYLE[state])
+        if s.paused:
+            t.append("  PAUSED", style="bold yellow")
+        elif idle_code is not None and not s.running():
+            t.append("  done" if idle_code == 0 else "  stopped", style="bold")
+        t.append(f"  run {s.run_id}", style="dim")
+        if width is None or t.cell_len <= width:
+            return t
+    over = t.cell_len - width
+    if over < len(name) - 4:  # the job name gives way before the run id
+        return header_with_name(t, name, name[: len(name) - over - 1] + "…")
     return t
+
+
+def header_with_name(t: Text, old: str, new: str) -> Text:
+    """`t` with the job name in its first segment shortened."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    out.append(f" {new} ", style="bold reverse")
+    out.append_text(t[len(old) + 2:])
+    return out
 
 
 def gauge(s: Run, cpu: float, rss: float) -> Text:
@@ -83,6 +113,21 @@ def log_title(name: str, r: TaskView, attempt_shown: int | None, view: LogView) 
     if r.attempts:
         n = attempt_shown or r.attempts
         t.append(f"attempt {n}/{r.attempts}{'' if attempt_shown is None else ' (earlier)'}  ")
+    return _view_state(t, view)
+
+
+def merged_title(view: LogView) -> Text:
+    """The title of the merged log of every task (L)."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(" all tasks ", style="bold")
+    t.append("(L: back)  ", style="dim")
+    return _view_state(t, view)
+
+
+def _view_state(t: Text, view: LogView) -> Text:
+    """What the pane is doing: marking lines, the search, following or not."""
+    if view.mark is not None:
+        t.append(f"marking {abs(view.mark[1] - view.mark[0]) + 1} line(s): y copies, Esc stops  ", style="bold yellow")
     if view.search_term:
         pos = f"{view.match_index + 1}/{len(view.matches)}" if view.matches else "no match"
         t.append(f"/{view.search_term} {pos}  ", style="yellow")

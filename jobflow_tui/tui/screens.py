@@ -48,11 +48,19 @@ class Help(ModalScreen[None]):
         self.rows = rows
 
     def compose(self) -> ComposeResult:
-        text = Text()
-        text.append("Keys\n\n", style="bold")
-        for keys, description, bound in self.rows:
-            text.append(f"  {keys:<14}", style="bold" if bound else "")
-            text.append(f"{description}\n")
-        text.append("\nEsc or ? closes; up/down scroll.", style="dim")
-        with VerticalScroll(id="dialog"):
+        # Two columns, so every key shows at 80x24 without scrolling.
+        half = -(-len(self.rows) // 2)
+        columns = [self.rows[:half], self.rows[half:]]
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append("Keys", style="bold")
+        text.append("   (keys.toml remaps them)\n", style="dim")
+        for i in range(half):
+            for column in columns:
+                if i < len(column):
+                    keys, description, bound = column[i]
+                    text.append(f" {keys:<9}", style="bold" if bound else "")
+                    text.append(f"{description:<26}")
+            text.append("\n")
+        text.append("Esc or ? closes", style="dim")
+        with VerticalScroll(id="help"):
             yield Static(text)

@@ -100,7 +100,7 @@ class TaskList(ScrollView, can_focus=True):
     def __init__(
         self,
         names: list[str],
-        label: Callable[[str], Text],
+        label: Callable[[str, int], Text],
         group_label: Callable[[Group], Text] | None = None,
         *,
         id: str | None = None,
@@ -114,6 +114,7 @@ class TaskList(ScrollView, can_focus=True):
         self.rows: list[str | Group] = []
         self.row_of: dict[str, int] = {}
         self._strips: dict[int, Strip] = {}  # row -> rendered strip (without the cursor style)
+        self.moved_by_operator = False  # a key or a click moved the cursor (not the app)
         self._layout()
 
     # ---- rows --------------------------------------------------------------------
@@ -176,9 +177,13 @@ class TaskList(ScrollView, can_focus=True):
         strip = self._strips.get(row)
         if strip is None:
             item = self.rows[row]
-            text = self.label(item) if isinstance(item, str) else self.group_label(item)
-            if isinstance(item, str) and item in self.group_of:
-                text = Text("  ") + text  # members sit under their group's row
+            if isinstance(item, str):
+                member = item in self.group_of  # members sit under their group's row
+                text = self.label(item, width - 2 if member else width)
+                if member:
+                    text = Text("  ") + text
+            else:
+                text = self.group_label(item)
             strip = Strip([Segment(s.text, base + s.style if s.style else base) for s in text.render(self.app.console)])
             self._strips[row] = strip
         strip = strip.crop_extend(0, width, base)
@@ -186,6 +191,16 @@ class TaskList(ScrollView, can_focus=True):
             cursor_style = self.get_component_rich_style("tasklist--cursor")
             strip = Strip([Segment(s.text, (s.style or Style()) + cursor_style) for s in strip])
         return strip
+
+    def on_resize(self) -> None:
+        self._strips.clear()  # rows fit their facts to the width
+
+    def on_click(self, event) -> None:
+        offset = event.get_content_offset(self)  # None on the border
+        row = int(self.scroll_y) + offset.y if offset is not None else -1
+        if 0 <= row < len(self.rows):
+            self.moved_by_operator = True
+            self.cursor = row
 
     # ---- movement ----------------------------------------------------------------
 
@@ -201,12 +216,14 @@ class TaskList(ScrollView, can_focus=True):
         self.post_message(self.Highlighted(self.selected))
 
     def action_move(self, step: int) -> None:
+        self.moved_by_operator = True
         self.cursor = max(0, min(len(self.rows) - 1, self.cursor + step))
 
     def action_page(self, step: int) -> None:
         self.action_move(step * max(1, self.size.height - 1))
 
     def action_jump(self, row: int) -> None:
+        self.moved_by_operator = True
         self.cursor = row % len(self.rows) if self.rows else 0
 
     def action_select(self) -> None:
