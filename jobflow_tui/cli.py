@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args) -> int:
     job = load_or_exit(args.job)
-    unknown = [t for t in args.only if t not in job.tasks]
+    unknown = [t for t in args.only if t not in job.tasks and t not in job.subflows]
     if unknown:
         print(f"jobflow-tui: --only: no task named {', '.join(map(repr, unknown))} in {args.job}", file=sys.stderr)
         return 2

@@ -74,9 +74,17 @@ class Flow:
 
         return add
 
+    def subflow(self, name: str, flow: Flow, *, depends_on: Sequence[str] = (),
+                parameters: dict[str, Any] | None = None) -> str:
+        """Add another flow as one step: its tasks run in this run as `name/<task>`, after
+        `depends_on`; what depends on `name` waits for all of them. Returns `name`."""
+        self.tasks[name] = {"job": flow, "dependencies": list(depends_on), "parameters": dict(parameters or {})}
+        return name
+
     def job(self) -> JobDef:
         """The validated JobDef (JobFileError lists every problem)."""
-        job = from_mapping({"config": self.config, "tasks": self.tasks}, os.path.join(self.directory, f"{self.name}.flow"))
+        tasks = {n: {**t, "job": t["job"].job()} if isinstance(t.get("job"), Flow) else t for n, t in self.tasks.items()}
+        job = from_mapping({"config": self.config, "tasks": tasks}, os.path.join(self.directory, f"{self.name}.flow"))
         job.task_files = [self.file]
         return job
 

@@ -113,7 +113,7 @@ def cmd_act(args, op: str) -> int:
     """retry, restart or abort named tasks of the live run; with no live run, retry and
     restart resume the last run in a detached runner with those tasks put back."""
     job = load_or_exit(args.job)
-    unknown = [t for t in args.tasks if t not in job.tasks]
+    unknown = [t for t in args.tasks if t not in job.tasks and t not in job.subflows]
     if unknown:
         print(f"jobflow-tui: no task named {', '.join(map(repr, unknown))} in job '{job.name}'", file=sys.stderr)
         return 2
@@ -121,7 +121,8 @@ def cmd_act(args, op: str) -> int:
     code = 0
     for name in args.tasks:
         try:
-            r = request(job_dir, op, task=name, timeout=max(60.0, job.tasks[name].kill_grace + 30))
+            grace = max(job.tasks[n].kill_grace for n in job.subflows.get(name, [name]))
+            r = request(job_dir, op, task=name, timeout=max(60.0, grace + 30))
         except NoLiveRun:
             if op == "abort":
                 return _no_live_run(job, job_dir)

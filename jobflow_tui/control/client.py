@@ -116,6 +116,8 @@ class RemoteRun:
         self.job_dir = job_dir
         self.notes: list[str] = []
         self.order: list[str] = list(snap["order"])
+        subflows = snap.get("subflows")
+        self.subflows: dict[str, list[str]] = dict(subflows) if isinstance(subflows, dict) else {}
         self.tasks: Mapping[str, RemoteTask] = {n: RemoteTask(n, snap["tasks"][n]) for n in self.order}
         self._children: dict[str, list[str]] = {n: [] for n in self.order}
         for n, t in self.tasks.items():
@@ -277,8 +279,11 @@ class RemoteRun:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
+    def _states(self, name: str) -> set[str]:
+        return {self.tasks[n].state for n in self.subflows.get(name, [name])}
+
     def retry(self, name: str) -> bool:
-        if self.tasks[name].state not in (FAILED, ABORTED):
+        if not self._states(name) & {FAILED, ABORTED}:
             return False
         self._send("retry", task=name)
         return True
@@ -287,7 +292,7 @@ class RemoteRun:
         return self._send("restart", task=name)
 
     def abort(self, name: str) -> asyncio.Future | None:
-        if self.tasks[name].state not in ACTIVE:
+        if not self._states(name) & set(ACTIVE):
             return None
         return self._send("abort", task=name)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine.events import Event, Output
-from ..engine.run import Run, snapshot
+from ..engine.run import Run, snapshot, state_of
 from . import place
 from .protocol import MAX_REQUEST, ProtocolError, encode, encode_event, parse_request
 
@@ -233,9 +233,9 @@ class ControlServer:
             asyncio.get_running_loop().call_soon(self.stop)
             return {"stopping": True}
         name = req["task"]
-        if name not in run.tasks:
+        if name not in run.tasks and name not in run.subflows:
             raise LookupError(f"no task named {name!r} in job '{run.job_name}'")
-        before = run.tasks[name].state
+        before = state_of(run, name)
         if op == "retry":
             done = run.retry(name)
         elif op == "restart":
@@ -246,4 +246,4 @@ class ControlServer:
             done = waiting is not None
             if waiting is not None:
                 await waiting
-        return {"task": name, "done": done, "state": run.tasks[name].state, "before": before}
+        return {"task": name, "done": done, "state": state_of(run, name), "before": before}

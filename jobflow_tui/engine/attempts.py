@@ -318,6 +318,8 @@ def attempt_environment(base: dict[str, str], spec: TaskDef, attempt: int, files
     """One attempt's environment: the run's, the task's own, and where its files are."""
     env = dict(base)
     env.update(spec.env)
+    for k, v in spec.params.items():  # its subflows' parameters, over the run's
+        env["JOBFLOW_PARAM_" + re.sub(r"[^A-Z0-9_]", "_", k.upper())] = v
     env.update(JOBFLOW_TASK=spec.name, JOBFLOW_ATTEMPT=str(attempt), JOBFLOW_OUTPUT=files.outputs,
                JOBFLOW_LOG=files.log)
     return env

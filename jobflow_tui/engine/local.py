@@ -14,7 +14,7 @@ from ..jobdef.model import JobDef
 from ..journal import AttemptFiles
 from . import contain, process
 from .executor import AttemptRequest, Outcome
-from .outputs import parse_outputs, recorded_outcome
+from .outputs import parse_outputs, recorded_outcome, with_local_names
 
 
 class _Local:
@@ -220,6 +220,7 @@ class LocalPython(_LocalExecutor):
         worker = worker_for(*sources(self.job), starting=contain.GATE.starting)  # the worker is our child
         # pull_output() knows every task it depends on, those that published nothing too.
         upstream = {n: request.upstream.get(n, {}) for n in self.job.upstream([request.task]) if n != request.task}
+        upstream = with_local_names(request.task, upstream, self.job.subflows)
         pid, reported = worker.run({
             "op": "run",
             "task": request.task,

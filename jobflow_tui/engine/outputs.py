@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ..journal import AttemptFiles
@@ -60,3 +61,13 @@ def recorded_outcome(files: AttemptFiles, code: int | None) -> Outcome:
         outputs.update(result["outputs"])
     shared = result.get("shared_dict")
     return Outcome(code, outputs, shared if isinstance(shared, dict) else None)
+
+
+def with_local_names(task: str, upstream: dict[str, Any], subflows: Mapping[str, list[str]]) -> dict[str, Any]:
+    """`upstream` (outputs by task name) with, for a task inside a subflow, its neighbours
+    also under the names its own job file gives them (`schema` for `validate/schema`)."""
+    inside = task.rpartition("/")[0]
+    if inside not in subflows:
+        return upstream
+    local = inside + "/"
+    return {**upstream, **{n[len(local):]: v for n, v in upstream.items() if n.startswith(local)}}

@@ -58,6 +58,7 @@ class Run(Protocol):
     limit: int  # at most this many tasks at once (0: no limit)
     notes: list[str]  # what the run has to say once, at its start
     run_dir: str  # the run's own folder (its logs; what a viewer saves for the operator)
+    subflows: Mapping[str, list[str]]  # subflow -> every task inside it (all levels), contiguous in `order`
 
     @property
     def job_name(self) -> str: ...
@@ -141,6 +142,7 @@ def snapshot(run: Run) -> dict[str, Any]:
         "limit": run.limit,
         "running": run.running(),
         "order": list(run.order),
+        "subflows": {k: list(v) for k, v in run.subflows.items()},
         "tasks": {
             name: {
                 "state": t.state, "attempt": t.attempt, "attempts": t.attempts, "max_attempts": t.max_attempts,
@@ -152,3 +154,21 @@ def snapshot(run: Run) -> dict[str, Any]:
             for name, t in ((n, run.tasks[n]) for n in run.order)
         },
     }
+
+
+def state_of(run: Run, name: str) -> str:
+    """A task's state, or a subflow's: running while any of its tasks runs or waits to
+    retry (or some ended and others wait), else failed, aborted or blocked if any is, else
+    succeeded when all did, else pending."""
+    members = run.subflows.get(name)
+    if members is None:
+        return run.tasks[name].state
+    states = {run.tasks[n].state for n in members}
+    if states & {"running", "retrying"}:
+        return "running"
+    for state in ("failed", "aborted", "blocked"):
+        if state in states:
+            return state
+    if states == {"succeeded"}:
+        return "succeeded"
+    return "running" if "succeeded" in states else "pending"

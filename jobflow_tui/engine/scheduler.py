@@ -22,7 +22,7 @@ from .checkpoint import CheckpointWriter, run_head, task_entry
 from .dag import TaskStates
 from .events import ABORTED, ACTIVE, PENDING, RETRYING, RUNNING, Event, Notice, Paused, RunIdle
 from .executor import AttemptRequest, Executors, Outcome
-from .outputs import merge_shared
+from .outputs import merge_shared, with_local_names
 from .statedir import DiskWatch, RunError, StateDir, attempt_files, default_state_dir, new_run_id
 
 if TYPE_CHECKING:
@@ -55,8 +55,10 @@ class Scheduler:
         self.paused_for_hand_off: bool | None = None  # hand_off(): whether the run was paused before
         self.order = job.order()
         self.tasks: dict[str, TaskRun] = {n: TaskRun(n, job.tasks[n]) for n in self.order}
+        self.subflows = job.subflows
         if only:
-            chosen = set(job.upstream(only))
+            # A subflow named stands for its tasks.
+            chosen = set(job.upstream([m for n in only for m in job.subflows.get(n, [n])]))
             for name, run in self.tasks.items():
                 run.selected = name in chosen
         self.paused = False
@@ -115,16 +117,19 @@ class Scheduler:
         return lambda: self._listeners.remove(listener)
 
     def retry(self, name: str) -> bool:
-        """A failed/aborted task, and the downstream it blocked, go back to pending."""
-        if not self.states.retry(name):
+        """A failed/aborted task, and the downstream it blocked, go back to pending (a
+        subflow: each of its failed/aborted tasks)."""
+        if not [n for n in self.subflows.get(name, [name]) if self.states.retry(n)]:
             return False
         self._pump()
         self._check_idle()
         return True
 
     async def restart(self, name: str) -> None:
-        """Run `name` and everything downstream of it again (running ones aborted first)."""
-        targets = {name, *self.job.downstream(name)}
+        """Run `name` (a task, or every task of a subflow) and everything downstream of it
+        again (running ones aborted first)."""
+        roots = self.subflows.get(name, [name])
+        targets = {*roots, *(d for n in roots for d in self.job.downstream(n))}
         waits = [self._abort(self.tasks[n], "restarted by operator") for n in targets if self.tasks[n].state in ACTIVE]
         self._restarting += 1  # not idle in between: a headless run would end before the put-back
         try:
@@ -136,11 +141,12 @@ class Scheduler:
         self._check_idle()
 
     def abort(self, name: str) -> asyncio.Future | None:
-        """Abort a running (or retry-waiting) task; returns an awaitable, or None if n/a."""
-        run = self.tasks[name]
-        if run.state not in ACTIVE:
+        """Abort a running (or retry-waiting) task, or those of a subflow; returns an
+        awaitable, or None if none is."""
+        runs = [self.tasks[n] for n in self.subflows.get(name, [name]) if self.tasks[n].state in ACTIVE]
+        if not runs:
             return None
-        return asyncio.ensure_future(self._abort(run, "aborted by operator"))
+        return asyncio.ensure_future(asyncio.gather(*(self._abort(r, "aborted by operator") for r in runs)))
 
     def abort_all(self) -> asyncio.Future:
         """Abort every running or retry-waiting task."""
@@ -328,7 +334,8 @@ class Scheduler:
         """Outputs of every task `name` depends on (directly or not) that published any."""
         if not self.has_outputs:
             return {}  # the common case, and free: no ancestry walk
-        return {n: self.tasks[n].outputs for n in self.job.upstream([name]) if n != name and self.tasks[n].outputs}
+        found = {n: self.tasks[n].outputs for n in self.job.upstream([name]) if n != name and self.tasks[n].outputs}
+        return with_local_names(name, found, self.subflows)
 
     def _launch(self, run: TaskRun) -> None:
         assert self._loop is not None
@@ -344,8 +351,9 @@ class Scheduler:
         env = attempt_environment(self._base_env, run.spec, run.attempts, files)
         # The attempt gets a copy of the shared dict: what it changes is merged at its end.
         attempt.shared_before = copy_of(self.shared_dict)
+        params = {**self.params, **run.spec.params} if run.spec.params else self.params
         request = AttemptRequest(run.name, run.spec, run.attempts, files, env, self.upstream_outputs(run.name),
-                                 attempt.shared_before, self.params)
+                                 attempt.shared_before, params)
         self._running += 1
         self.states.set(run, RUNNING)
         self.attempts.start(run, attempt, request)

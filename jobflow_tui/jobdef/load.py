@@ -11,6 +11,7 @@ import os
 
 from .errors import JobFileError, Problem
 from .model import JobDef
+from .subflow import flatten
 from .validate import type_name, validate
 from .yamlfile import Loaded, Path, load_yaml
 
@@ -131,8 +132,9 @@ def _merge(dst: dict, src: dict) -> None:
             dst[k] = v
 
 
-def load_job(path: str) -> JobDef:
-    """Load, merge and validate `path`; raise JobFileError listing every problem."""
+def load_job(path: str, _within: tuple[str, ...] = ()) -> JobDef:
+    """Load, merge and validate `path` (and the job files of its subflows); raise
+    JobFileError listing every problem. `_within`: the job files whose subflows lead here."""
     # Loading allocates several objects per YAML node, none of them in a cycle: the cyclic
     # collector would run again and again over them for nothing (a third of the time of a
     # 10,000-task file).
@@ -144,6 +146,7 @@ def load_job(path: str) -> JobDef:
         if doc is None:
             raise JobFileError(reader.problems or [Problem(_display(path), 1, 1, "empty job file")])
         job = validate(doc, os.path.abspath(path), reader)
+        _subflows(job, reader, (*_within, os.path.realpath(path)))
     finally:
         reader.release()
         if collecting:
@@ -158,6 +161,33 @@ def from_mapping(doc: dict, path: str) -> JobDef:
     reader = _Reader()
     reader.files.append(_display(path))
     job = validate(doc, os.path.abspath(path), reader)
+    _subflows(job, reader, ())
     if reader.problems:
         raise JobFileError(reader.problems)
     return job
+
+
+def _subflows(job: JobDef, reader: _Reader, within: tuple[str, ...]) -> None:
+    """Read the job of each subflow (a file through which the job would include itself is
+    a problem located at its `job:`) and put their tasks in place."""
+    subs: dict[str, JobDef] = {}
+    for t in job.tasks.values():
+        if isinstance(t.subjob, JobDef):
+            subs[t.name] = t.subjob
+        elif t.subjob:
+            where = ("tasks", t.name, "job")
+            real = os.path.realpath(t.subjob)
+            if real in within:
+                chain = " -> ".join(_display(p) for p in (*within, real))
+                reader.error(where, f"subflow cycle: {chain} (a job cannot contain itself)")
+                continue
+            if not os.path.isfile(t.subjob):
+                reader.error(where, f"cannot read the subflow's job file {t.subjob!r}: no such file")
+                continue
+            try:
+                subs[t.name] = load_job(t.subjob, within)
+            except JobFileError as e:
+                reader.problems.extend(e.problems)
+    if subs or any(t.subjob is not None for t in job.tasks.values()):
+        for where, message in flatten(job, subs):
+            reader.error(where, message)

@@ -29,6 +29,8 @@ class TaskDef:
     cwd: str = "."
     kill_grace: float = 5.0
     description: str = ""
+    params: dict[str, str] = field(default_factory=dict)  # run parameters of its subflows, over the run's
+    subjob: Any = None  # a subflow, until flattened: the job file's path (or a JobDef built in code)
 
     def retry_wait(self, failed_attempt: int) -> float:
         """Seconds to wait before the attempt after `failed_attempt` (1-based)."""
@@ -50,6 +52,8 @@ class TaskDef:
             "env": self.env,
             "cwd": self.cwd,
         }
+        if self.params:  # only then: the fingerprints of tasks outside subflows stay as they were
+            what["params"] = self.params
         self.__dict__["_fingerprint"] = digest = digest_of(what)
         return digest
 
@@ -104,6 +108,10 @@ class JobDef:
     task_files: list[str] = field(default_factory=list)  # modules of task classes (flows in code)
     notes: list[str] = field(default_factory=list)
     hash: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # config.env (every task's env starts from it)
+    # Subflow name -> every task inside it (all levels), in run order; its tasks are contiguous there.
+    subflows: dict[str, list[str]] = field(default_factory=dict)
+    fixed_order: list[str] = field(default_factory=list)  # the run order, when subflows fix it
     # (file, line, column) of a path in the merged document, for located messages later on
     locate: Callable[[tuple], tuple[str, int, int]] = lambda path: ("?", 1, 1)
 
@@ -123,6 +131,8 @@ class JobDef:
         """Dependency order, ties broken by file order."""
         import heapq
 
+        if self.fixed_order:
+            return list(self.fixed_order)
         tasks = self.tasks
         # Usually every task comes after what it needs: then file order is the answer.
         if self._file_order_is_dependency_order():

@@ -13,6 +13,7 @@ import re
 from typing import Any, NamedTuple, Protocol
 
 from .model import JobDef, TaskDef, digest_of
+from .subflow import subflow_spec
 from .yamlfile import Path
 
 TOP_KEYS = frozenset({"version", "config", "include", "tasks", "loggers", "checkpointer", "extensions"})
@@ -34,7 +35,7 @@ NOTED_CONFIG = {
     "checkpointer_interval_seconds": "the checkpoint is written on every state change",
 }
 TASK_KEYS = frozenset({
-    "command", "task", "parameters", "dependencies", "depends_on", "max_attempts",
+    "command", "task", "job", "parameters", "dependencies", "depends_on", "max_attempts",
     "retry_delay", "retry_backoff", "retry_max_delay", "timeout", "env", "cwd",
     "kill_grace", "description",
 })
@@ -161,6 +162,7 @@ def validate(doc: dict, abspath: str, r: Reporter) -> JobDef:
     )
     out.locate = r.at
     out.hash = digest_of(doc)
+    out.env = defaults.env
     return out
 
 
@@ -179,6 +181,45 @@ def _task(r: Reporter, i: int, tname: Any, spec: Any, defaults: _Defaults, direc
             if k not in TASK_KEYS:
                 _unknown(r, tp, k, TASK_KEYS, "task")
     t = TaskDef(str(tname), i, env=dict(defaults.env), cwd=defaults.cwd, kill_grace=defaults.kill_grace)
+    if "job" in spec:
+        subflow_spec(r, tp, t, spec, directory)
+    else:
+        _what_it_runs(r, tp, t, spec)
+    dep_key = "dependencies"
+    if "depends_on" in spec:
+        dep_key = dep_keys[t.name] = "depends_on"
+        if "dependencies" in spec:
+            r.error(tp + ("depends_on", "<key>"), "give either 'dependencies' or 'depends_on', not both")
+    deps = spec.get(dep_key)
+    if deps is not None:
+        t.dependencies = _dependencies(r, tp + (dep_key,), deps)
+    if t.subjob is not None or SETTINGS.isdisjoint(spec):
+        return t  # most tasks set nothing else
+    if "max_attempts" in spec:
+        t.max_attempts = _int(r, spec, tp, "max_attempts", 1, minimum=1)
+    if "retry_delay" in spec:
+        t.retry_delay = _num(r, spec, tp, "retry_delay", 0.0, minimum=0)
+    if "retry_backoff" in spec:
+        t.retry_backoff = _num(r, spec, tp, "retry_backoff", 2.0, minimum=1)
+    if "retry_max_delay" in spec:
+        t.retry_max_delay = _num(r, spec, tp, "retry_max_delay", 300.0, minimum=0)
+    if spec.get("timeout") is not None:
+        t.timeout = _num(r, spec, tp, "timeout", None, minimum=0, strict=True)
+    if "kill_grace" in spec:
+        t.kill_grace = _num(r, spec, tp, "kill_grace", defaults.kill_grace, minimum=0)
+    if "env" in spec:
+        t.env.update(_env(r, spec, tp))
+    if "cwd" in spec:
+        t.cwd = _path(r, spec, tp, "cwd", defaults.cwd, directory)
+    if "description" in spec:
+        desc = spec["description"]
+        t.description = desc if isinstance(desc, str) else str(desc)
+    return t
+
+
+def _what_it_runs(r: Reporter, tp: Path, t: TaskDef, spec: dict) -> None:
+    """A task's `command`, or its Python `task` class and `parameters`."""
+    tname = t.name
     cmd, cls = spec.get("command"), spec.get("task")
     if cmd is not None and cls is not None:
         r.error(tp + ("task", "<key>"), f"task '{tname}' has both 'command' and 'task': keep one")
@@ -209,36 +250,6 @@ def _task(r: Reporter, i: int, tname: Any, spec: Any, defaults: _Defaults, direc
             r.error(tp + ("parameters", "<key>"), "'parameters' apply to Python tasks ('task:'); give a command 'env' instead")
         else:
             t.parameters = params
-    dep_key = "dependencies"
-    if "depends_on" in spec:
-        dep_key = dep_keys[t.name] = "depends_on"
-        if "dependencies" in spec:
-            r.error(tp + ("depends_on", "<key>"), "give either 'dependencies' or 'depends_on', not both")
-    deps = spec.get(dep_key)
-    if deps is not None:
-        t.dependencies = _dependencies(r, tp + (dep_key,), deps)
-    if SETTINGS.isdisjoint(spec):
-        return t  # most tasks set nothing else
-    if "max_attempts" in spec:
-        t.max_attempts = _int(r, spec, tp, "max_attempts", 1, minimum=1)
-    if "retry_delay" in spec:
-        t.retry_delay = _num(r, spec, tp, "retry_delay", 0.0, minimum=0)
-    if "retry_backoff" in spec:
-        t.retry_backoff = _num(r, spec, tp, "retry_backoff", 2.0, minimum=1)
-    if "retry_max_delay" in spec:
-        t.retry_max_delay = _num(r, spec, tp, "retry_max_delay", 300.0, minimum=0)
-    if spec.get("timeout") is not None:
-        t.timeout = _num(r, spec, tp, "timeout", None, minimum=0, strict=True)
-    if "kill_grace" in spec:
-        t.kill_grace = _num(r, spec, tp, "kill_grace", defaults.kill_grace, minimum=0)
-    if "env" in spec:
-        t.env.update(_env(r, spec, tp))
-    if "cwd" in spec:
-        t.cwd = _path(r, spec, tp, "cwd", defaults.cwd, directory)
-    if "description" in spec:
-        desc = spec["description"]
-        t.description = desc if isinstance(desc, str) else str(desc)
-    return t
 
 
 def _dependencies(r: Reporter, p: Path, deps: Any) -> list[str]:

@@ -195,7 +195,7 @@ async def run_action(request: web.Request) -> web.Response:
 
 async def task_action(request: web.Request) -> web.Response:
     ref, task, action = _run(request), request.match_info["task"], request.match_info["action"]
-    if task not in ref.job.job.tasks:
+    if task not in ref.job.job.tasks and task not in ref.job.job.subflows:  # a subflow: all its tasks
         raise ApiError(404, "no such task")
     if not ref.live:
         raise ApiError(409, "the run is over: start it again with resume")
