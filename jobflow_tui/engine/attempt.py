@@ -70,6 +70,14 @@ class TaskRun:
     def dependencies(self) -> list[str]:
         return self.spec.dependencies
 
+    def begin_attempt(self, log: str) -> None:
+        """A new attempt starts now, writing `log`: nothing of the last one stays."""
+        self.attempts += 1
+        self.logs.append(log)
+        self.exit_code = self.finished_at = self.pid = self.create_time = None
+        self.started_at = time.time()
+        self.adopted = False
+
     @property
     def definition(self) -> dict[str, Any]:
         """What the task runs, as a failure report names it: its command or Python class

@@ -57,8 +57,7 @@ class Scheduler:
         self.tasks: dict[str, TaskRun] = {n: TaskRun(n, job.tasks[n]) for n in self.order}
         self.subflows = job.subflows
         if only:
-            # A subflow named stands for its tasks.
-            chosen = set(job.upstream([m for n in only for m in job.subflows.get(n, [n])]))
+            chosen = set(job.upstream(only))
             for name, run in self.tasks.items():
                 run.selected = name in chosen
         self.paused = False
@@ -116,9 +115,10 @@ class Scheduler:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
+    # retry, restart and abort take a subflow's name too: they act on all of its tasks.
+
     def retry(self, name: str) -> bool:
-        """A failed/aborted task, and the downstream it blocked, go back to pending (a
-        subflow: each of its failed/aborted tasks)."""
+        """A failed/aborted task, and the downstream it blocked, go back to pending."""
         if not [n for n in self.subflows.get(name, [name]) if self.states.retry(n)]:
             return False
         self._pump()
@@ -126,8 +126,7 @@ class Scheduler:
         return True
 
     async def restart(self, name: str) -> None:
-        """Run `name` (a task, or every task of a subflow) and everything downstream of it
-        again (running ones aborted first)."""
+        """Run `name` and everything downstream of it again (running ones aborted first)."""
         roots = self.subflows.get(name, [name])
         targets = {*roots, *(d for n in roots for d in self.job.downstream(n))}
         waits = [self._abort(self.tasks[n], "restarted by operator") for n in targets if self.tasks[n].state in ACTIVE]
@@ -141,8 +140,7 @@ class Scheduler:
         self._check_idle()
 
     def abort(self, name: str) -> asyncio.Future | None:
-        """Abort a running (or retry-waiting) task, or those of a subflow; returns an
-        awaitable, or None if none is."""
+        """Abort a running (or retry-waiting) task; returns an awaitable, or None if n/a."""
         runs = [self.tasks[n] for n in self.subflows.get(name, [name]) if self.tasks[n].state in ACTIVE]
         if not runs:
             return None
@@ -339,15 +337,9 @@ class Scheduler:
 
     def _launch(self, run: TaskRun) -> None:
         assert self._loop is not None
-        run.attempts += 1
-        files = attempt_files(self.run_dir, run.name, run.attempts)
+        files = attempt_files(self.run_dir, run.name, run.attempts + 1)
         attempt = run.current = Attempt(files, self._loop.create_future())
-        run.logs.append(files.log)
-        run.exit_code = None
-        run.started_at = time.time()
-        run.finished_at = None
-        run.pid = run.create_time = None
-        run.adopted = False
+        run.begin_attempt(files.log)
         env = attempt_environment(self._base_env, run.spec, run.attempts, files)
         # The attempt gets a copy of the shared dict: what it changes is merged at its end.
         attempt.shared_before = copy_of(self.shared_dict)

@@ -178,9 +178,9 @@ class JobDef:
         return self._in_file_order(seen)
 
     def upstream(self, names: list[str]) -> list[str]:
-        """`names` and everything they need, in file order."""
+        """`names` (a subflow's: all its tasks) and everything they need, in file order."""
         seen: set[str] = set()
-        stack = list(names)
+        stack = [m for n in names for m in self.subflows.get(n, [n])]
         while stack:
             n = stack.pop()
             if n not in seen:

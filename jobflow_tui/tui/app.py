@@ -95,7 +95,8 @@ class Dashboard(Cockpit, App[int]):
         yield Static(id="header")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield TaskList(self.scheduler.order, self.label, self.group_label, id="dag")
+                yield TaskList(self.scheduler.order, self.label, self.group_label, subflows=self.scheduler.subflows,
+                               id="dag")
                 yield Static(id="gauge")
                 yield Sparkline(list(self.history), id="spark")
             with Vertical(id="right"):
@@ -139,7 +140,7 @@ class Dashboard(Cockpit, App[int]):
         return task_row(name, self.scheduler.tasks[name], self.clock(), self.position, width)
 
     def group_label(self, group) -> Text:
-        return group_row(group.prefix, group.members, group.folded, self.scheduler.tasks)
+        return group_row(group.prefix, group.members, group.folded, self.scheduler.tasks, name=group.name)
 
     def on_engine_event(self, e: Event) -> None:
         """The engine's listener: output goes to its task's buffer at once (a cheap append
@@ -232,7 +233,7 @@ class Dashboard(Cockpit, App[int]):
     def highlighted(self, event: TaskList.Highlighted) -> None:
         if event.task is not None and (event.task != self.shown or self.merged_shown):
             self.show(event.task)
-            self.refresh_bindings()
+        self.refresh_bindings()  # a group row's keys act on its subflow
 
     @on(TaskList.Selected)
     def selected_with_enter(self) -> None:
@@ -249,10 +250,21 @@ class Dashboard(Cockpit, App[int]):
     def selected(self) -> str | None:
         return self.tasklist.selected
 
+    @property
+    def target(self) -> str | None:
+        """What r, R and a act on: the selected task, or the subflow whose row is selected."""
+        return self.tasklist.selected or self.tasklist.selected_subflow
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Keys that do not apply to the selected task are shown disabled."""
         name = self.selected
         state = self.scheduler.tasks[name].state if name else None
+        flow = self.tasklist.selected_subflow
+        if flow is not None and action in ("retry", "abort", "restart"):
+            states = {self.scheduler.tasks[n].state for n in self.scheduler.subflows[flow]}
+            if action == "retry":
+                return True if states & {FAILED, ABORTED} else None
+            return True if action == "restart" or states & set(ACTIVE) else None
         if action == "retry":
             return True if state in (FAILED, ABORTED) else None
         if action == "abort":
@@ -291,24 +303,25 @@ class Dashboard(Cockpit, App[int]):
         self.tasklist.focus()
 
     def action_retry(self, name: str | None = None) -> None:
-        name = name or self.selected
+        name = name or self.target
         if name and self.scheduler.retry(name):
             self.flush()
 
     def action_abort(self, name: str | None = None) -> None:
-        name = name or self.selected
+        name = name or self.target
         if name:
             self.scheduler.abort(name)
 
     @work(group="actions", exit_on_error=False)
     async def action_restart(self, name: str | None = None) -> None:
-        name = name or self.selected
+        name = name or self.target
         if not name:
             return
-        affected = [name, *self.scheduler.downstream(name)]
-        busy = [n for n in affected if self.scheduler.tasks[n].state in ACTIVE]
+        roots = self.scheduler.subflows.get(name, [name])  # a subflow: all of its tasks
+        after = {d for n in roots for d in self.scheduler.downstream(n)} - set(roots)
+        busy = [n for n in [*roots, *after] if self.scheduler.tasks[n].state in ACTIVE]
         if busy and not await self.push_screen_wait(
-            Confirm(f"Restart '{name}' and {len(affected) - 1} task(s) after it? "
+            Confirm(f"Restart '{name}' and {len(after)} task(s) after it? "
                     f"This aborts {', '.join(busy)}.")
         ):
             return

@@ -1,8 +1,10 @@
 """The DAG drawn as a graph (`g`): each task once in its layer's column, coloured by
-state, the run's critical path in heavy lines; Enter goes to the task.
+state, the run's critical path in heavy lines; Enter goes to the task. A subflow is one
+node (its tasks' worst state) until Enter opens it; Backspace closes it again.
 
-The layout (`graphlayout`) is made once, since the DAG never changes; the widget draws
-only the rows on screen with the line API, so a job of 1,000 tasks opens at once.
+The layout (`graphlayout`) is made once per subflow opened or closed, since the DAG never
+changes; the widget draws only the rows on screen with the line API, so a job of 1,000
+tasks opens at once.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from textual.widgets import Static
 from ..engine.run import Run
 from ..format import format_duration
 from ..sanitize import clean_line
+from .graphgroups import Collapsed
 from .graphlayout import ARROW_CHAR, GraphLayout, critical_path, heavy
 from .rows import GLYPH, STYLE
 
 LEGEND = "arrows/hjkl move · enter go to task · click select · g/Esc back"
+LEGEND_SUBFLOWS = "arrows/hjkl move · enter go to task or open ▸ · backspace close · g/Esc back"
 
 
 class GraphView(ScrollView, can_focus=True):
@@ -73,7 +77,7 @@ class GraphView(ScrollView, can_focus=True):
     """The highlighted task."""
 
     class Selected(Message):
-        """Enter (or a double click) on `task`."""
+        """Enter (or a double click) on `task` (a node: a task or a closed subflow)."""
 
         def __init__(self, task: str) -> None:
             super().__init__()
@@ -95,6 +99,17 @@ class GraphView(ScrollView, can_focus=True):
         self.call_after_refresh(self.scroll_to_cursor)
 
     # ---- content -----------------------------------------------------------------
+
+    def set_graph(self, graph: GraphLayout, cursor: str | None) -> None:
+        """Draw another layout of the DAG (a subflow opened or closed), the cursor on `cursor`."""
+        self.graph = graph
+        self.critical = set()
+        self._critical_cells = {}
+        self._strips.clear()
+        self.virtual_size = Size(graph.width, graph.height)
+        self.set_reactive(GraphView.cursor, cursor if cursor in graph.places else next(iter(graph.order), None))
+        self.refresh()
+        self.call_after_refresh(self.scroll_to_cursor)  # once the new size is known
 
     def set_critical(self, path: Sequence[str]) -> None:
         """Mark the chain `path` (tasks and the edges between them)."""
@@ -221,19 +236,31 @@ class GraphScreen(Screen[str | None]):
         color: $text-muted;
     }
     """
-    BINDINGS = [Binding("escape,g,q", "close", "back")]
+    BINDINGS = [
+        Binding("escape,g,q", "close", "back"),
+        Binding("o,space", "toggle_subflow", "open or close a subflow", show=False),
+        Binding("backspace", "close_subflow", "close the subflow", show=False),
+    ]
 
     def __init__(self, run: Run, now: float, selected: str | None) -> None:
         super().__init__()
         self.run = run
         self.now = now
-        self.graph = GraphLayout(run.order, {n: run.tasks[n].dependencies for n in run.order},
-                                 width_of=lambda name: cell_len(clean_line(name, False)))
-        self.view = GraphView(self.graph, self.label, selected)
+        self.subflows: dict[str, list[str]] = dict(getattr(run, "subflows", None) or {})
+        self._inside = {f: set(names) for f, names in self.subflows.items()}
+        self.opened: set[str] = set()  # subflows drawn as their tasks
+        self._deps = {n: run.tasks[n].dependencies for n in run.order}
+        self.graph = self._layout()
+        self.view = GraphView(self.graph, self.label, self.nodes.node_of.get(selected or "", selected))
         self.heading = Static(id="graph-title")
         self.path: list[str] = []
         self._states: list[str] = []
         self._title = ""
+
+    def _layout(self) -> GraphLayout:
+        """The nodes with the subflows opened so far, laid out."""
+        self.nodes = Collapsed(self.run.order, self._deps, self.subflows, self.opened)
+        return GraphLayout(self.nodes.order, self.nodes.deps, width_of=lambda node: cell_len(self._title_of(node)))
 
     @property
     def is_modal(self) -> bool:
@@ -244,31 +271,39 @@ class GraphScreen(Screen[str | None]):
     def compose(self) -> ComposeResult:
         yield self.heading
         yield self.view
-        yield Static(Text(LEGEND, no_wrap=True, overflow="ellipsis"), id="graph-keys")
+        legend = LEGEND_SUBFLOWS if self.subflows else LEGEND
+        yield Static(Text(legend, no_wrap=True, overflow="ellipsis"), id="graph-keys")
 
     def on_mount(self) -> None:
         self.refresh_states(self.now)
         self.view.focus()
 
-    def label(self, name: str) -> Text:
-        state = self.run.tasks[name].state
+    def _title_of(self, node: str) -> str:
+        """What a node reads after its glyph: a task's name, or a closed subflow's and its size."""
+        if self.nodes.is_flow(node):
+            return f"▸ {clean_line(node, False)} ({len(self.nodes.members[node])})"
+        return clean_line(node, False)
+
+    def label(self, node: str) -> Text:
+        state = self.nodes.state(node, lambda name: self.run.tasks[name].state)
         t = Text(no_wrap=True)
         t.append(GLYPH[state], style=STYLE[state])
         t.append(" ")
-        t.append(clean_line(name, False))
+        t.append(self._title_of(node))
         return t
 
     def refresh_states(self, now: float) -> None:
-        """States or durations changed: recolour the tasks and find the critical path again
-        (the layout stays: the DAG does not change)."""
+        """States or durations changed: recolour the nodes and find the critical path again
+        over what is drawn (the layout stays: the DAG does not change)."""
         self.now = now
         tasks = self.run.tasks
-        seconds = {}
-        for name in self.run.order:
-            t = tasks[name]
-            seconds[name] = (t.finished_at or now) - t.started_at if t.started_at else 0.0
-        path = critical_path(self.run.order, {n: tasks[n].dependencies for n in self.run.order}, seconds)
-        states = [tasks[n].state for n in self.run.order]
+        spans = {n: (t.started_at, t.finished_at or now) for n in self.run.order if (t := tasks[n]).started_at}
+        seconds = {n: end - start for n, (start, end) in spans.items()}
+        nodes = self.nodes
+        for flow in nodes.flows:  # from its first task's start to its last one's end
+            seconds[flow] = nodes.seconds(flow, spans)
+        path = critical_path(nodes.order, nodes.deps, seconds)
+        states = [nodes.state(n, lambda name: tasks[name].state) for n in nodes.order]
         if path != self.path:
             self.path = path
             self._states = states
@@ -276,7 +311,7 @@ class GraphScreen(Screen[str | None]):
         elif states != self._states:
             self._states = states
             self.view.redraw()
-        title = self.title_line(sum(seconds[n] for n in path))
+        title = self.title_line(sum(seconds.get(n, 0.0) for n in path))
         if title.plain != self._title:  # an update costs a layout: only when the words change
             self._title = title.plain
             self.heading.update(title, layout=False)
@@ -300,7 +335,41 @@ class GraphScreen(Screen[str | None]):
 
     @on(GraphView.Selected)
     def go(self, event: GraphView.Selected) -> None:
-        self.dismiss(event.task)
+        if self.nodes.is_flow(event.task):
+            self.open_subflow(event.task)
+        else:
+            self.dismiss(event.task)
+
+    def open_subflow(self, flow: str) -> None:
+        """Draw a closed subflow's tasks (its own subflows closed), the cursor on its first."""
+        self.opened.add(flow)
+        self._relayout(self.nodes.members[flow][0])
+
+    def action_toggle_subflow(self) -> None:
+        """Open the subflow under the cursor, or close the one it is in."""
+        node = self.view.cursor
+        if node is not None and self.nodes.is_flow(node):
+            self.open_subflow(node)
+        else:
+            self.action_close_subflow()
+
+    def action_close_subflow(self) -> None:
+        """Close the innermost open subflow around the cursor: one node again, under the cursor."""
+        node = self.view.cursor
+        if node is None:
+            return
+        first = self.nodes.members[node][0]
+        around = [f for f in self.opened if f != node and first in self._inside[f]]
+        if around:
+            self.opened.discard(min(around, key=lambda f: len(self._inside[f])))
+            self._relayout(first)
+
+    def _relayout(self, task: str) -> None:
+        """Lay out what is drawn now, the cursor on the node standing for `task`."""
+        self.graph = self._layout()
+        self.view.set_graph(self.graph, self.nodes.node_of.get(task, task))
+        self.path, self._states = [], []
+        self.refresh_states(self.now)
 
     def action_close(self) -> None:
         self.dismiss(None)

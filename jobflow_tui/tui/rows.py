@@ -52,12 +52,14 @@ def task_row(name: str, r: TaskView, now: float, position: Mapping[str, int], wi
     return t
 
 
-def group_row(prefix: str, members: list[str], folded: bool, tasks: Mapping[str, TaskView]) -> Text:
-    """A group's row: its prefix, size, and how many members are in each state."""
+def group_row(prefix: str, members: list[str], folded: bool, tasks: Mapping[str, TaskView],
+              name: str | None = None) -> Text:
+    """A group's row: its prefix (or a subflow's `name`), size, and how many members are in each state."""
     counts = collections.Counter(tasks[n].state for n in members)
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("▸ " if folded else "▾ ", style="bold")
-    t.append(f"{clean_line(prefix, False)}… ({len(members)})", style="bold")
+    title = clean_line(prefix, False) + "…" if name is None else clean_line(name, False)
+    t.append(f"{title} ({len(members)})", style="bold")
     for state in (RUNNING, FAILED, RETRYING, ABORTED, BLOCKED, SUCCEEDED, PENDING):
         if counts.get(state):
             t.append(f"  {GLYPH[state]}{counts[state]}", style=STYLE[state])

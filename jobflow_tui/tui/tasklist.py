@@ -3,15 +3,18 @@
 Only visible rows are rendered, and a row is rendered again only when its task changes,
 so a 10,000-task job opens as fast as a 10-task one. Runs of three or more consecutive
 tasks whose names share a prefix (`shard-01` … `shard-12`) form a group that folds into
-one summary row (space).
+one summary row (space). A job with subflows is grouped by them instead: each subflow's
+row stands before its tasks, which are indented under it (nested ones further) and
+shown without the subflow's prefix.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -22,17 +25,22 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ..sanitize import clean_line
+
 _PREFIX = re.compile(r"^(.*[-_.:/])[^-_.:/]+$")
 MIN_GROUP = 3
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: rows find their group in dicts
 class Group:
-    """Consecutive tasks sharing a name prefix."""
+    """Consecutive tasks sharing a name prefix, or a subflow's tasks (every level)."""
 
     prefix: str
     members: list[str] = field(default_factory=list)
     folded: bool = False
+    name: str | None = None  # a subflow's title, within the subflow around it; None: a prefix group
+    depth: int = 0  # subflows around it
+    parent: Group | None = None
 
 
 def find_groups(names: list[str]) -> list[Group]:
@@ -51,6 +59,22 @@ def find_groups(names: list[str]) -> list[Group]:
     if run is not None and len(run.members) >= MIN_GROUP:
         groups.append(run)
     return groups
+
+
+def subflow_groups(names: Iterable[str], subflows: Mapping[str, list[str]]) -> list[Group]:
+    """A group per subflow with tasks among `names`, outer ones before the subflows inside them."""
+    position = {n: i for i, n in enumerate(names)}
+    flows = {f: sorted((n for n in members if n in position), key=position.__getitem__)
+             for f, members in subflows.items()}
+    # An outer subflow holds every task of the ones inside it, and its name is shorter.
+    ordered = sorted((f for f in flows if flows[f]), key=lambda f: (-len(flows[f]), len(f), f))
+    groups: dict[str, Group] = {}
+    for f in ordered:
+        parent = next((groups[p] for p in reversed(groups) if f.startswith(p + "/")
+                       and set(flows[f]) <= set(groups[p].members)), None)
+        title = f[len(parent.prefix):] if parent else f
+        groups[f] = Group(f + "/", flows[f], name=title, depth=parent.depth + 1 if parent else 0, parent=parent)
+    return list(groups.values())
 
 
 class TaskList(ScrollView, can_focus=True):
@@ -103,16 +127,23 @@ class TaskList(ScrollView, can_focus=True):
         label: Callable[[str, int], Text],
         group_label: Callable[[Group], Text] | None = None,
         *,
+        subflows: Mapping[str, list[str]] | None = None,
         id: str | None = None,
     ) -> None:
+        """`label(name, width)`: a task's row, its glyph then its name; `group_label(group)`:
+        a group's row; `subflows`: each subflow's tasks (every level). When given, the groups
+        are the subflows, not runs of alike names."""
         super().__init__(id=id)
         self.names = names
         self.label = label
-        self.group_label = group_label or (lambda g: Text(f"▾ {g.prefix}… ({len(g.members)})"))
-        self.groups = find_groups(names)
-        self.group_of = {n: g for g in self.groups for n in g.members}
+        self.group_label = group_label or (lambda g: Text(f"▾ {g.name or g.prefix + '…'} ({len(g.members)})"))
+        self.groups = subflow_groups(names, subflows) if subflows else find_groups(names)
+        self.group_of: dict[str, Group] = {}  # task -> the innermost group holding it
+        for g in sorted(self.groups, key=lambda g: g.depth):
+            self.group_of.update(dict.fromkeys(g.members, g))
         self.rows: list[str | Group] = []
         self.row_of: dict[str, int] = {}
+        self.group_row_of: dict[Group, int] = {}
         self._strips: dict[int, Strip] = {}  # row -> rendered strip (without the cursor style)
         self.moved_by_operator = False  # a key or a click moved the cursor (not the app)
         self._layout()
@@ -122,16 +153,18 @@ class TaskList(ScrollView, can_focus=True):
     def _layout(self) -> None:
         """Work out the visible rows from the names and which groups are folded."""
         rows: list[str | Group] = []
-        starts = {g.members[0]: g for g in self.groups}
+        starts: dict[str, list[Group]] = {}
+        shut: dict[Group | None, bool] = {None: False}  # folded, or inside a folded group
+        for g in sorted(self.groups, key=lambda g: g.depth):  # outer ones first
+            starts.setdefault(g.members[0], []).append(g)
+            shut[g] = g.folded or shut[g.parent]
         for name in self.names:
-            group = starts.get(name)
-            if group is not None:
-                rows.append(group)
-            g = self.group_of.get(name)
-            if g is None or not g.folded:
+            rows += (g for g in starts.get(name, ()) if not shut[g.parent])
+            if not shut[self.group_of.get(name)]:
                 rows.append(name)
         self.rows = rows
         self.row_of = {r: i for i, r in enumerate(rows) if isinstance(r, str)}
+        self.group_row_of = {r: i for i, r in enumerate(rows) if isinstance(r, Group)}
         self._strips.clear()
         self.virtual_size = Size(0, len(rows))
 
@@ -141,6 +174,14 @@ class TaskList(ScrollView, can_focus=True):
             return None
         row = self.rows[min(self.cursor, len(self.rows) - 1)]
         return row if isinstance(row, str) else None
+
+    @property
+    def selected_subflow(self) -> str | None:
+        """The subflow whose group row the cursor is on (None on a task or another group)."""
+        if not self.rows:
+            return None
+        row = self.rows[min(self.cursor, len(self.rows) - 1)]
+        return row.prefix[:-1] if isinstance(row, Group) and row.name is not None else None
 
     def relabel(self, names) -> None:
         """These tasks changed: draw their rows (and their groups' rows) again if visible."""
@@ -152,17 +193,24 @@ class TaskList(ScrollView, can_focus=True):
             if row is not None:
                 dirty.add(row)
             group = self.group_of.get(name)
-            if group is not None:
-                dirty.add(self.rows.index(group))
+            while group is not None:  # every subflow around it counts it
+                row = self.group_row_of.get(group)
+                if row is not None:
+                    dirty.add(row)
+                group = group.parent
         for row in dirty:
             self._strips.pop(row, None)
             if top <= row < bottom:
                 self.refresh_line(row - top)
 
     def move_to(self, name: str) -> None:
-        group = self.group_of.get(name)
-        if group is not None and group.folded:
+        """Put the cursor on a task, unfolding the groups around it."""
+        group, unfolded = self.group_of.get(name), False
+        while group is not None:
+            unfolded |= group.folded
             group.folded = False
+            group = group.parent
+        if unfolded:
             self._layout()
         self.cursor = self.row_of[name]
 
@@ -178,12 +226,11 @@ class TaskList(ScrollView, can_focus=True):
         if strip is None:
             item = self.rows[row]
             if isinstance(item, str):
-                member = item in self.group_of  # members sit under their group's row
-                text = self.label(item, width - 2 if member else width)
-                if member:
-                    text = Text("  ") + text
+                text = self._task_text(item, width)
             else:
                 text = self.group_label(item)
+                if item.depth:
+                    text = Text("  " * item.depth) + text
             strip = Strip([Segment(s.text, base + s.style if s.style else base) for s in text.render(self.app.console)])
             self._strips[row] = strip
         strip = strip.crop_extend(0, width, base)
@@ -191,6 +238,22 @@ class TaskList(ScrollView, can_focus=True):
             cursor_style = self.get_component_rich_style("tasklist--cursor")
             strip = Strip([Segment(s.text, (s.style or Style()) + cursor_style) for s in strip])
         return strip
+
+    def _task_text(self, name: str, width: int) -> Text:
+        """A task's row, under its group's row; in a subflow without the subflow's prefix."""
+        group = self.group_of.get(name)
+        if group is None:
+            return self.label(name, width)
+        indent = 2 * (group.depth + 1)
+        if group.name is None:
+            return Text(" " * indent) + self.label(name, width - indent)
+        prefix = clean_line(group.prefix, False)
+        # Asked for as much more room as the prefix takes, so the rest fits once it goes.
+        text = self.label(name, width - indent + cell_len(prefix))
+        at = text.plain.find(prefix, 0, len(prefix) + 4)  # after the glyph
+        if at >= 0:
+            text = text[:at] + text[at + len(prefix):]
+        return Text(" " * indent) + text
 
     def on_resize(self) -> None:
         self._strips.clear()  # rows fit their facts to the width
@@ -233,11 +296,11 @@ class TaskList(ScrollView, can_focus=True):
             self.action_fold()
 
     def action_fold(self) -> None:
-        """Fold or unfold the group under the cursor (or the one the task belongs to)."""
+        """Fold or unfold the group under the cursor (or the innermost one the task belongs to)."""
         item = self.rows[self.cursor] if self.rows else None
         group = item if isinstance(item, Group) else self.group_of.get(item) if item else None
         if group is None:
             return
         group.folded = not group.folded
         self._layout()
-        self.cursor = self.rows.index(group)
+        self.cursor = self.group_row_of[group]
