@@ -60,7 +60,7 @@ ACTIONS: list[Action] = [
     Action("tasks", "escape", "focus_tree", "back to the tasks"),
     # Keys the task list and the app handle themselves.
     Action("move", "↑↓ PgUp…", "", "move, scroll", key=False),
-    Action("fold", "space", "", "fold a group", key=False),
+    Action("fold", "space", "", "fold a group/subflow", key=False),
     Action("palette", "ctrl+p", "", "palette: task: retry …", key=False),
 ]
 
