@@ -16,7 +16,7 @@ import time
 from . import __version__
 from .jobfile import load_or_exit, state_dir_of
 
-SUBCOMMANDS = ("validate", "graph", "status", "logs")
+SUBCOMMANDS = ("validate", "graph", "status", "logs", "history")
 LIVE = ("attach", "ps", "stop", "retry", "restart", "abort", "pause", "unpause")
 
 
@@ -45,8 +45,9 @@ def run_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="jobflow-tui",
         description="Run a DAG of jobs with a live terminal dashboard (or headless for cron/CI).",
-        epilog="subcommands: validate JOB | graph JOB [--format text|dot|mermaid] | status JOB | "
-        "logs JOB TASK [--attempt N] [--follow] | attach JOB | ps [--json] | stop JOB | "
+        epilog="subcommands: validate JOB | graph JOB [--format text|dot|mermaid] | status JOB [--run ID] | "
+        "logs JOB TASK [--attempt N] [--follow] [--run ID] | history JOB [--limit N] [--json] [--rebuild] | "
+        "attach JOB | ps [--json] | stop JOB | "
         "retry|restart|abort JOB TASK... [--follow] | pause|unpause JOB   (each with a JOB takes --state-dir) | "
         "server [--listen HOST:PORT] [--token-file FILE] [JOB.yaml|DIR ...]",
     )
@@ -84,10 +85,16 @@ def sub_parser(cmd: str) -> argparse.ArgumentParser:
         p.add_argument("--format", choices=("text", "dot", "mermaid"), default="text")
     elif cmd == "status":
         p.add_argument("--json", action="store_true", help="print the checkpoint as JSON")
+        p.add_argument("--run", metavar="ID", help="an earlier run (see `history`); default: the last")
     elif cmd == "logs":
         p.add_argument("task", metavar="TASK")
         p.add_argument("--attempt", type=int, metavar="N", help="which attempt (default: the last)")
         p.add_argument("-f", "--follow", action="store_true", help="keep printing while the attempt runs")
+        p.add_argument("--run", metavar="ID", help="an earlier run (see `history`); default: the last")
+    elif cmd == "history":
+        p.add_argument("--limit", type=int, default=20, metavar="N", help="the newest N runs (default 20)")
+        p.add_argument("--json", action="store_true", help="a list of objects, newest first")
+        p.add_argument("--rebuild", action="store_true", help="remake the history index from the run folders")
     return p
 
 
@@ -96,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         cmd = argv.pop(0)
         args = sub_parser(cmd).parse_args(argv)
+        if cmd == "history":
+            from .history_verbs import cmd_history
+
+            return cmd_history(args)
         return {"validate": cmd_validate, "graph": cmd_graph, "status": cmd_status, "logs": cmd_logs}[cmd](args)
     if argv and argv[0] in LIVE:
         from . import verbs
@@ -192,6 +203,10 @@ def _read_state(args):
     except CheckpointError as e:
         print(f"jobflow-tui: {e}", file=sys.stderr)
         sys.exit(2)
+    if getattr(args, "run", None):
+        from .history_verbs import checkpoint_of_run
+
+        data = checkpoint_of_run(state.job_dir, args.run, data)
     if data is None:
         print(f"jobflow-tui: no run of job '{job.name}' recorded in {state.job_dir}", file=sys.stderr)
         sys.exit(1)

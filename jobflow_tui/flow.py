@@ -102,7 +102,11 @@ class Flow:
         except JobFileError as e:
             print(e, file=sys.stderr)
             return 2
-        problems = check(job)
+        problems = [str(p) for p in check(job)]
+        if job.loggers:
+            from .loggers import check as check_loggers
+
+            problems += check_loggers(job.directory, job.extension_directories, job.extension_packages, job.loggers)
         if problems:
             for p in problems:
                 print(p, file=sys.stderr)

@@ -28,6 +28,15 @@ def load_or_exit(path: str):
             n = len(problems)
             print(f"jobflow-tui: {n} problem{'s' if n != 1 else ''} with the Python tasks; nothing was run", file=sys.stderr)
             sys.exit(2)
+    if job.loggers:
+        from .loggers import check
+
+        problems = check(job.directory, job.extension_directories, job.extension_packages, job.loggers)
+        if problems:
+            for p in problems:
+                print(p, file=sys.stderr)
+            print(f"jobflow-tui: {len(problems)} problem(s) with the loggers; nothing was run", file=sys.stderr)
+            sys.exit(2)
     for note in job.notes:
         print(note, file=sys.stderr)
     return job

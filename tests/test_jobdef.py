@@ -148,12 +148,14 @@ def test_flowmancer_keys_are_accepted_with_a_note(tmp_path: Path) -> None:
           synchro_interval_seconds: 0.5
         loggers:
           file: {logger: FileLogger}
+        checkpointer: {checkpointer: FileCheckpointer}
         tasks:
           a: {command: echo}
     """)
     j = load_job(str(job))
     assert j.name == "my-flowmancer-job"
-    assert any("loggers" in n and "not used" in n for n in j.notes)
+    assert [(s.name, s.cls) for s in j.loggers] == [("file", "FileLogger")]  # loggers are used
+    assert any("checkpointer" in n and "not used" in n for n in j.notes)
     assert any("synchro_interval_seconds" in n for n in j.notes)
 
 

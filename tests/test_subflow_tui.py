@@ -398,8 +398,7 @@ async def test_r_and_R_on_a_subflow_s_group_row_act_on_the_whole_subflow(tmp_pat
           last: {command: 'echo last', dependencies: [checks]}
     """)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.scheduler.tasks["last"].state == "blocked")
-        assert app.selected == "checks/gate"  # the cursor went to the failure
+        await until(pilot, lambda: app.selected == "checks/gate", what="the cursor on the failure")
         await pilot.press("k", "k")  # prepare, then the subflow's own row
         assert app.tasklist.selected_subflow == "checks" and app.selected is None
         assert app.check_action("retry", ()) is True and app.check_action("abort", ()) is None

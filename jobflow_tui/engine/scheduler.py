@@ -82,16 +82,12 @@ class Scheduler:
         self._background: set[asyncio.Task] = set()
         self._closed = False
         self._base_env: dict[str, str] = {}
+        self.trail: Any = None  # the run's trail, history and end commands, once started
 
     # ---- the run API: what viewers read and do -----------------------------------
 
-    @property
-    def job_name(self) -> str:
-        return self.job.name
-
-    @property
-    def job_path(self) -> str:
-        return self.job.path
+    job_name = property(lambda self: self.job.name, doc="The job's name.")
+    job_path = property(lambda self: self.job.path, doc="The job file's path.")
 
     def running(self) -> int:
         """How many tasks run now."""
@@ -183,7 +179,12 @@ class Scheduler:
         self._idle = self._loop.create_future()
         self.state.lock()
         try:
-            adopted = self._take_over()
+            if os.path.exists(self.checkpoint_path):
+                from . import resume  # only now: a first run need not load it
+
+                adopted = resume.take_over_run(self)
+            else:
+                self.run_id, self.started_at, adopted = new_run_id(), time.time(), []
             self.run_dir = self.state.run_dir(self.run_id)
             self._disk = DiskWatch(self.run_dir)
             self.attempts.journal = os.path.join(self.run_dir, "attempts.status")
@@ -193,6 +194,9 @@ class Scheduler:
                 # On disk before anything starts: a runner killed a moment later must leave a
                 # checkpoint naming this run, or --resume could not find (and adopt) its attempts.
                 self.checkpoint.write_now(everything=True)
+                from .trail import RunTrail
+
+                self.trail = RunTrail(self)
             except OSError as e:
                 raise RunError(f"cannot write to the state folder {self.job_dir}: {e.strerror}") from None
         except RunError:
@@ -206,15 +210,6 @@ class Scheduler:
             self.states.enqueue_if_ready(name)
         self._pump()
         self._check_idle()
-
-    def _take_over(self) -> list[resume.Adopted]:
-        """Resume the previous run, or start a new one; the attempts to adopt."""
-        if not os.path.exists(self.checkpoint_path):  # the first run: nothing to take over
-            self.run_id, self.started_at = new_run_id(), time.time()
-            return []
-        from . import resume
-
-        return resume.take_over_run(self)
 
     async def run(self) -> int:
         """Start, wait until nothing is left to do, close; return the exit code (0 or 1)."""
@@ -237,17 +232,13 @@ class Scheduler:
         """Stop launching, end every running tree gracefully, write the checkpoint."""
         self.paused = True
         self.attempts.stopping = True
-        waits = [self._abort(run, reason) for run in self.active()]
-        if waits:
-            await asyncio.gather(*waits)
+        await asyncio.gather(*(self._abort(run, reason) for run in self.active()))
         await self.close()
 
     def emergency_stop(self, reason: str) -> None:
-        """End every running tree and write the checkpoint without the event loop.
-
-        For when the loop cannot run any more (a UI wedged on a vanished terminal): blocking,
-        from any thread. Running tasks are recorded `aborted`.
-        """
+        """End every running tree (recorded `aborted`) and write the checkpoint, blocking and
+        without the event loop, from any thread: for a loop that cannot run (a UI wedged on a
+        vanished terminal)."""
         now = time.time()
         for run in self.attempts.end_all_now():
             run.state, run.reason, run.finished_at, run.pid = ABORTED, reason, now, None
@@ -291,12 +282,20 @@ class Scheduler:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.attempts.close_tails()
         self.checkpoint.finish()
+        end = self.trail.finish(handed_off=self.paused_for_hand_off is not None) if self.trail else None
         self.state.unlock()
+        if end is not None:
+            await end  # the end commands run with the job unlocked: they may start it again
         for executor in self.executors.all():
             if executor.holds():
                 await asyncio.get_running_loop().run_in_executor(None, executor.close)
 
     # ---- states ------------------------------------------------------------------
+
+    def notify(self, message: str, severity: str = "warning") -> None:
+        """A Notice to every viewer; from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._emit, Notice(message, severity))
 
     def _emit(self, event: Event) -> None:
         for listener in list(self._listeners):

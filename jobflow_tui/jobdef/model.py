@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .runend import RunEnd
+
 
 @dataclass
 class TaskDef:
@@ -94,6 +96,16 @@ def digest_of(value: Any) -> str:
 
 
 @dataclass
+class LoggerSpec:
+    """One entry of `loggers:`: its name, class and parameters (checked before the run starts)."""
+
+    name: str
+    cls: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    where: tuple[str, int, int] = ("?", 1, 1)  # the `logger:` value in the job file, for located messages
+
+
+@dataclass
 class JobDef:
     """A whole job: config plus tasks in file order."""
 
@@ -112,6 +124,8 @@ class JobDef:
     # Subflow name -> every task inside it (all levels), in run order; its tasks are contiguous there.
     subflows: dict[str, list[str]] = field(default_factory=dict)
     fixed_order: list[str] = field(default_factory=list)  # the run order, when subflows fix it
+    loggers: list[LoggerSpec] = field(default_factory=list)  # `loggers:`, in file order
+    run_end: RunEnd = field(default_factory=RunEnd)  # retention of run folders; commands when the run ends
     # (file, line, column) of a path in the merged document, for located messages later on
     locate: Callable[[tuple], tuple[str, int, int]] = lambda path: ("?", 1, 1)
 

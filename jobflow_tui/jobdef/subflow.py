@@ -94,6 +94,8 @@ def flatten(job: JobDef, subs: dict[str, JobDef]) -> list[tuple[Path, str]]:
     job.extension_packages += [p for s in subs.values() for p in s.extension_packages]
     job.task_files += [f for s in subs.values() for f in s.task_files]
     job.notes += [n for s in subs.values() for n in s.notes]
+    job.notes += [f"{s.path}: its loggers are not run as a subflow's (the run's own loggers see its tasks)"
+                  for s in subs.values() if s.loggers]
     job.__dict__.pop("_children", None)
     return problems
 

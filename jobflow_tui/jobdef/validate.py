@@ -12,19 +12,21 @@ import os
 import re
 from typing import Any, NamedTuple, Protocol
 
+from .errors import type_name
+from .loggerspec import logger_specs
 from .model import JobDef, TaskDef, digest_of
+from .runend import RUN_END_KEYS, parse_run_end
 from .subflow import subflow_spec
 from .yamlfile import Path
 
 TOP_KEYS = frozenset({"version", "config", "include", "tasks", "loggers", "checkpointer", "extensions"})
 # Flowmancer keys that mean nothing here: accepted with a note so they are never misread.
 NOTED_TOP = {
-    "loggers": "every attempt's output is kept in its own log file under the state dir",
     "checkpointer": "the checkpoint is always <state dir>/<job name>/checkpoint.json",
     "extensions": "extensions are not loaded; the dashboard and headless reporter show progress",
 }
 CONFIG_KEYS = frozenset({
-    "name", "max_concurrency", "env", "cwd", "kill_grace", "extension_directories", "on_hangup",
+    "name", "max_concurrency", "env", "cwd", "kill_grace", "extension_directories", "on_hangup", *RUN_END_KEYS,
     "extension_packages", "synchro_interval_seconds", "loggers_interval_seconds",
     "extensions_interval_seconds", "checkpointer_interval_seconds",
 })
@@ -68,14 +70,6 @@ class Reporter(Protocol):
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def type_name(v: Any) -> str:
-    """How a YAML value's kind is named in messages."""
-    return {
-        bool: "a boolean", int: "a number", float: "a number", str: "a string",
-        list: "a list", dict: "a mapping", type(None): "empty (null)",
-    }.get(type(v), type(v).__name__)
 
 
 @functools.lru_cache(maxsize=256)
@@ -158,7 +152,9 @@ def validate(doc: dict, abspath: str, r: Reporter) -> JobDef:
     _check_graph(r, tasks, dep_keys)
     out = JobDef(
         name=name, path=abspath, directory=directory, tasks=tasks, max_concurrency=max_conc, on_hangup=on_hangup,
+        run_end=parse_run_end(r, config),
         extension_directories=ext_dirs, extension_packages=ext_pkgs, notes=notes,
+        loggers=logger_specs(r, doc.get("loggers")),
     )
     out.locate = r.at
     out.hash = digest_of(doc)

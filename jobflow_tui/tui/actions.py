@@ -49,6 +49,7 @@ ACTIONS: list[Action] = [
            palette_words="failure report of"),
     Action("earlier_attempt", "left_square_bracket", "attempt(-1)", "earlier attempt"),
     Action("later_attempt", "right_square_bracket", "attempt(1)", "later attempt"),
+    Action("history", "H", "past_runs", "past runs, read-only", palette="job", palette_words="past runs"),
     Action("pager", "o", "pager", "log in $PAGER", "pager"),
     Action("pause", "p", "pause", "pause launching", "pause", palette="job", palette_words="pause / resume launching"),
     Action("abort_all", "A", "abort_all", "abort all running", "abort all", palette="job",

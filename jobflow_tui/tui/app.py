@@ -39,6 +39,7 @@ from .graphview import GraphScreen
 from .keybar import KeyBar
 from .keys import load_keymap
 from .logview import LogView
+from .pastruns import PastRuns
 from .rows import gauge, group_row, header, log_title, merged_title, task_row
 from .screens import Confirm, Help
 from .session import Session
@@ -48,7 +49,7 @@ from .usage import UsageSampler
 FLUSH_HZ = 20
 
 
-class Dashboard(Cockpit, App[int]):
+class Dashboard(Cockpit, PastRuns, App[int]):
     """The jobflow-tui dashboard for one run."""
 
     CSS_PATH = "dashboard.tcss"
@@ -137,7 +138,7 @@ class Dashboard(Cockpit, App[int]):
     # ---- engine events -> widgets -----------------------------------------------
 
     def label(self, name: str, width: int | None = None) -> Text:
-        return task_row(name, self.scheduler.tasks[name], self.clock(), self.position, width)
+        return task_row(name, self.scheduler.tasks[name], self.clock(), self.position, width, self.past.get(name))
 
     def group_label(self, group) -> Text:
         return group_row(group.prefix, group.members, group.folded, self.scheduler.tasks, name=group.name)
@@ -164,6 +165,7 @@ class Dashboard(Cockpit, App[int]):
     def flush(self) -> None:
         """Apply queued engine events to the widgets (20 times a second)."""
         events, self.pending[:] = list(self.pending), []
+        self.ask_history()  # once the run has its folder
         changed: set[str] = set()
         for e in events:
             if isinstance(e, StateChanged):
@@ -204,7 +206,8 @@ class Dashboard(Cockpit, App[int]):
         self.gauge.update(gauge(self.scheduler, self.usage.cpu, self.usage.rss))
 
     def refresh_header(self) -> None:
-        self.header.update(header(self.scheduler, self.clock(), self.idle_code, self.header.size.width or None))
+        self.header.update(header(self.scheduler, self.clock(), self.idle_code, self.header.size.width or None,
+                                  self.time_left()))
 
     def refresh_log_title(self) -> None:
         if self.merged_shown:

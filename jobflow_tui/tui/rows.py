@@ -14,6 +14,7 @@ from ..engine.events import ABORTED, BLOCKED, FAILED, PENDING, RETRYING, RUNNING
 from ..engine.run import Run, TaskView
 from ..format import format_duration, format_exit
 from ..sanitize import clean_line
+from .estimate import about
 from .logview import LogView
 
 GLYPH = {PENDING: "·", RUNNING: "▶", SUCCEEDED: "✓", FAILED: "✗", ABORTED: "■", RETRYING: "↻", BLOCKED: "⊘"}
@@ -21,10 +22,12 @@ STYLE = {PENDING: "dim", RUNNING: "bold cyan", SUCCEEDED: "green", FAILED: "bold
          ABORTED: "magenta", RETRYING: "yellow", BLOCKED: "dim red"}
 
 
-def task_row(name: str, r: TaskView, now: float, position: Mapping[str, int], width: int | None = None) -> Text:
-    """A task's row: glyph, name, then its facts (state, attempt, duration, exit) and the
-    parents the order does not show. Narrow, the name is cut and the parents go: the facts
-    always stay."""
+def task_row(name: str, r: TaskView, now: float, position: Mapping[str, int], width: int | None = None,
+             last: float | None = None) -> Text:
+    """A task's row: glyph, name, then its facts (state, attempt, duration, exit), what it
+    took last time (`last`, while it has not finished) and the parents the order does not
+    show. Narrow, the parents go, then the estimate, then the name is cut: the facts always
+    stay."""
     facts = Text(no_wrap=True)
     facts.append(r.state, style=STYLE[r.state])
     if r.max_attempts > 1 or r.attempts > 1:
@@ -33,12 +36,17 @@ def task_row(name: str, r: TaskView, now: float, position: Mapping[str, int], wi
         facts.append(f" {format_duration((r.finished_at or now) - r.started_at)}", style="dim")
     if r.state in (FAILED, RETRYING) and r.exit_code is not None:
         facts.append(f" exit {format_exit(r.exit_code)}", style="red")
+    guess = Text(no_wrap=True)
+    if last is not None and r.state in (PENDING, RUNNING) and r.selected:
+        guess.append(f"{'/' if r.state == RUNNING and r.started_at else ' '}~{about(last)}", style="dim")
     deps = r.dependencies
     parents = Text(no_wrap=True)
     # Only what the row order does not already tell: several parents, or a distant one.
     if len(deps) > 1 or (deps and position[deps[0]] != position[name] - 1):
         parents.append(f"  ← {', '.join(clean_line(d, False) for d in deps)}", style="dim")
     label = clean_line(name, False)
+    if width is None or 3 + cell_len(label) + facts.cell_len + guess.cell_len <= width:
+        facts.append_text(guess)
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(f"{GLYPH[r.state]} ", style=STYLE[r.state])
     room = None if width is None else width - 3 - facts.cell_len
@@ -66,21 +74,25 @@ def group_row(prefix: str, members: list[str], folded: bool, tasks: Mapping[str,
     return t
 
 
-def header(s: Run, now: float, idle_code: int | None, width: int | None = None) -> Text:
-    """The run's line: job, elapsed, counts per state, whether it ended, its id. Narrow,
-    the counts lose their words, then the job name shortens; the run id stays."""
+def header(s: Run, now: float, idle_code: int | None, width: int | None = None, left: float | None = None) -> Text:
+    """The run's line: job, elapsed, counts per state, the time it is expected to take yet
+    (`left`, seconds) or whether it ended, its id. Narrow, the counts lose their words,
+    then the estimate goes, then the job name shortens; the run id stays."""
     counts = collections.Counter(r.state for r in s.tasks.values())
     states = [st for st in (RUNNING, SUCCEEDED, FAILED, RETRYING, ABORTED, BLOCKED, PENDING) if counts.get(st)]
     name = clean_line(s.job_name, False)
-    for worded in (True, False):
+    ended = idle_code is not None and not s.running()
+    for worded, estimate in ((True, True), (False, True), (False, False)):
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f" {name} ", style="bold reverse")
         t.append(f" {format_duration(now - s.started_at)} ")
         for state in states:
             t.append(f" {GLYPH[state]}{counts[state]}{' ' + state if worded else ''}", style=STYLE[state])
+        if estimate and left is not None and not ended:
+            t.append(f"  ~{about(left)} left", style="bold")
         if s.paused:
             t.append("  PAUSED", style="bold yellow")
-        elif idle_code is not None and not s.running():
+        elif ended:
             t.append("  done" if idle_code == 0 else "  stopped", style="bold")
         t.append(f"  run {s.run_id}", style="dim")
         if width is None or t.cell_len <= width:
