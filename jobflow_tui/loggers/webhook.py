@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import datetime
 
 from pydantic import Field, field_validator
@@ -87,6 +85,9 @@ class WebhookLogger(Logger):
         """POST `{"text": text}`, retried; WebhookError when every attempt failed."""
         if len(text) > MAX_TEXT:
             text = text[:MAX_TEXT] + f"\n... ({len(text) - MAX_TEXT} more characters)"
+        import urllib.error  # here: urllib.request takes 50 ms to import, and few runs post
+        import urllib.request
+
         body = json.dumps({"text": text}).encode()
         why = ""
         for attempt in range(self.retries + 1):
