@@ -25,6 +25,7 @@ from .trail import read_trail
 
 FILENAME = "history.sqlite3"
 BUSY_MS = 10_000
+BATCH_WAIT = 0.2  # seconds a runner's writer gathers records into one transaction
 MIGRATIONS = [
     # 1: runs and their attempts
     """
@@ -177,6 +178,7 @@ class Recorder:
     def __init__(self, history: History, run_dir: str, warn: Callable[[str], None]) -> None:
         self.history, self.run_dir, self.warn = history, run_dir, warn
         self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._write, name="history", daemon=True)
         self._thread.start()
 
@@ -186,6 +188,7 @@ class Recorder:
     def close(self, timeout: float = 5.0) -> None:
         """Write what waits (for at most `timeout` seconds: the run folder keeps it anyway)."""
         self._queue.put(None)
+        self._closing.set()
         self._thread.join(timeout)
 
     def _write(self) -> None:
@@ -194,6 +197,8 @@ class Recorder:
         done = False
         while not done:
             batch = [self._queue.get()]
+            if batch[0] is not None:
+                self._closing.wait(BATCH_WAIT)  # one transaction for what comes meanwhile (not at the end)
             while not self._queue.empty():
                 batch.append(self._queue.get())
             done = batch[-1] is None or None in batch
