@@ -12,36 +12,11 @@ from textual.app import App
 from textual.binding import Binding
 
 from jobflow_tui.engine import Scheduler
-from jobflow_tui.jobdef import load_job
 from jobflow_tui.tui.graphlayout import _LIGHT, ARROW_CHAR, HORIZONTAL, VERTICAL, GraphLayout, critical_path
 from jobflow_tui.tui.graphview import GraphScreen, GraphView
 
-from .conftest import await_for, write
-
-T0 = 1_795_348_800.0  # 2026-11-22 02:00:00 UTC
-
-JOB = """
-config: {name: nightly-etl, max_concurrency: 2}
-tasks:
-  prepare: {command: 'true'}
-  extract-users: {command: 'true', dependencies: [prepare]}
-  extract-orders: {command: 'true', dependencies: [prepare], max_attempts: 3}
-  transform: {command: 'true', dependencies: [extract-users, extract-orders]}
-  approve: {command: 'true', dependencies: [transform]}
-  load: {command: 'true', dependencies: [approve]}
-  report: {command: 'true', dependencies: [load]}
-"""
-
-# name: (state, attempts, started after T0, duration or None while running, exit code)
-FAILED = {
-    "prepare": ("succeeded", 1, 0, 0.4, 0),
-    "extract-users": ("succeeded", 1, 1, 1.2, 0),
-    "extract-orders": ("succeeded", 2, 1, 0.5, 0),
-    "transform": ("succeeded", 1, 3, 1.0, 0),
-    "approve": ("failed", 1, 4, 0.1, 1),
-    "load": ("blocked", 0, None, None, None),
-    "report": ("blocked", 0, None, None, None),
-}
+from .conftest import await_for
+from .test_snapshots import FAILED, T0, frozen_run
 
 DIAMOND = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
 UNSET = object()
@@ -76,19 +51,6 @@ def drawn(g: GraphLayout, source: str, target: str) -> bool:
     cells = g.edge_cells(source, target)
     return bool(cells) and all(g.row_text(r)[x] != " " for r, x, _ in cells) \
         and cells[-1][:2] == arrow_into(g, target) and g.row_text(cells[-1][0])[cells[-1][1]] == ARROW_CHAR
-
-
-def frozen_run(tmp_path: Path, states: dict = FAILED, job: str = JOB) -> Scheduler:
-    """A scheduler never started, its states set by hand."""
-    s = Scheduler(load_job(str(write(tmp_path / "job.yaml", job))), state_dir=str(tmp_path / "state"))
-    s.started_at = T0
-    for name, (state, attempts, start, duration, code) in states.items():
-        r = s.tasks[name]
-        r.state, r.attempts, r.exit_code = state, attempts, code
-        if start is not None:
-            r.started_at = T0 + start
-            r.finished_at = None if duration is None else T0 + start + duration
-    return s
 
 
 class Host(App[None]):

@@ -44,9 +44,9 @@ FAILED = {
 }
 
 
-def frozen(tmp_path: Path, states: dict, logs: dict[str, list[str]]) -> Dashboard:
-    job = load_job(str(write(tmp_path / "job.yaml", JOB)))
-    s = Scheduler(job, state_dir=str(tmp_path / "state"))
+def frozen_run(tmp_path: Path, states: dict = FAILED, job: str = JOB) -> Scheduler:
+    """A scheduler never started, its states set by hand."""
+    s = Scheduler(load_job(str(write(tmp_path / "job.yaml", job))), state_dir=str(tmp_path / "state"))
     s.run_id = "20261122T020000-demo"
     s.started_at = T0
     for name, (state, attempts, start, duration, code) in states.items():
@@ -55,6 +55,13 @@ def frozen(tmp_path: Path, states: dict, logs: dict[str, list[str]]) -> Dashboar
         if start is not None:
             r.started_at = T0 + start
             r.finished_at = None if duration is None else T0 + start + duration
+    return s
+
+
+def frozen(tmp_path: Path, states: dict, logs: dict[str, list[str]]) -> Dashboard:
+    s = frozen_run(tmp_path, states)
+    for name, (_, attempts, _, _, _) in states.items():
+        r = s.tasks[name]
         r.logs = [str(tmp_path / f"{name}.{i}.log") for i in range(1, attempts + 1)]
         for path in r.logs:
             Path(path).write_text("")

@@ -154,14 +154,19 @@ def _import_file(path: str) -> ModuleType:
     module = sys.modules.get(name)
     if module is not None:
         return module
-    spec = importlib.util.spec_from_file_location(name, path)
+    return _exec(name, importlib.util.spec_from_file_location(name, path))
+
+
+def _exec(name: str, spec: Any) -> ModuleType:
+    """Run a module from its spec under `name`; if it fails, it is forgotten, so that a
+    fixed file is read again."""
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[name]  # so that a fixed file is read again
+        del sys.modules[name]
         raise
     return module
 
@@ -169,16 +174,8 @@ def _import_file(path: str) -> ModuleType:
 def _import_package(name: str, folder: str | None = None) -> list[ModuleType]:
     """A package and all its modules: installed, or in `folder` under the name `name`."""
     if folder is not None and name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
-                                                      submodule_search_locations=[folder])
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
+        _exec(name, importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
+                                                           submodule_search_locations=[folder]))
     pkg = importlib.import_module(name)
     modules = [pkg]
     for info in pkgutil.walk_packages(getattr(pkg, "__path__", []), pkg.__name__ + "."):
