@@ -30,7 +30,9 @@ class Logger(ABC, BaseModel):
     line comes to `update` as a LogWriteEvent.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_enum_values=True)
+    # defer_build: a class's validator is made when first used, so the built-ins a job does not
+    # name cost nothing when the runner starts.
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_enum_values=True, defer_build=True)
     logger_class_name: ClassVar[str] = ""
     _context: dict[str, Any] = PrivateAttr(default_factory=dict)
 
