@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import sys
 import time
 from typing import Any
@@ -23,6 +24,9 @@ def cmd_history(args) -> int:
     job = load_or_exit(args.job)
     root = state_dir_of(args, job)
     history = History(root)
+    if not os.path.isdir(root):
+        print(f"no run of job '{job.name}' recorded in {root}")
+        return 0
     try:
         if args.rebuild or not os.path.exists(history.path):
             found = history.rebuild()
@@ -30,7 +34,7 @@ def cmd_history(args) -> int:
                 print(f"rebuilt {history.path} from {found} run folder(s)")
                 return 0
         rows = history.runs(job.name, limit=args.limit)
-    except HistoryError as e:
+    except (HistoryError, sqlite3.Error, OSError) as e:
         print(f"jobflow-tui: {e}; `jobflow-tui history {args.job} --rebuild` remakes it from the run folders",
               file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 _REGISTRY: dict[str, type[Task]] = {}
+_CLASHES: dict[str, set[str]] = {}  # class name -> the files that define one
 
 
 class Task(BaseModel):
@@ -101,8 +102,16 @@ def task(cls: type[Task]) -> type[Task]:
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise TypeError(f"@task needs a subclass of jobflow_tui.Task, not {cls!r}")
     cls.task_class_name = cls.__name__
+    before = _REGISTRY.get(cls.__name__)
+    if before is not None and _where(before) != _where(cls):
+        # Two folders (a job's and a subflow's) each with a class of this name: `task:` cannot tell them apart.
+        _CLASHES.setdefault(cls.__name__, {_where(before)}).add(_where(cls))
     _REGISTRY[cls.__name__] = cls
     return cls
+
+
+def _where(cls: type) -> str:
+    return getattr(sys.modules.get(cls.__module__), "__file__", None) or cls.__module__
 
 
 def registry() -> dict[str, type[Task]]:
@@ -133,6 +142,10 @@ def discover(directories: list[str], packages: list[str], files: list[str] = ())
         _guard(problems, pkg, lambda pkg=pkg: _import_package(pkg, []))
     for path in files:
         _guard(problems, path, lambda path=path: _import_file(path))
+    for name, places in sorted(_CLASHES.items()):
+        first, *others = sorted(places)
+        problems.append((others[0], 1, f"task class '{name}' is defined here and in {first}: `task: {name}` "
+                                       "cannot tell them apart; rename one"))
     return problems
 
 

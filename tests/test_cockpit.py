@@ -289,3 +289,14 @@ async def test_the_graph_of_a_1000_task_job_opens_and_scrolls(tmp_path: Path) ->
         assert app.screen.view.cursor != "t0000"
         await pilot.press("escape")
         await quit_now(pilot, app)
+
+
+async def test_a_line_of_tabs_wraps_whole(tmp_path: Path) -> None:
+    app = dashboard(tmp_path, "tasks:\n  t: {command: 'printf \"a\\\\t%.0s\" $(seq 1 20); echo END'}\n")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.scheduler.tasks["t"].state == "succeeded")
+        await until(pilot, lambda: shows(app, "END"), what="the end of a line of tabs, wrapped")
+        rows = visible(app)
+        end = next(i for i, row in enumerate(rows) if "END" in row)
+        assert end >= 3 and rows[0].startswith("a ")  # 160 cells of tabs over several rows, none cut
+        await quit_now(pilot, app)

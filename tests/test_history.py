@@ -168,3 +168,42 @@ def test_a_failing_end_command_is_reported_and_changes_no_exit_code(tmp_path: Pa
     write(tmp_path / "job.yaml", "config: {on_exit: 'exit 7'}\ntasks:\n  a: {command: 'true'}\n")
     r = cli("job.yaml", cwd=tmp_path)
     assert r.returncode == 0 and "on_exit exited with 7" in r.stderr
+
+
+def test_history_before_any_run_says_so(tmp_path: Path) -> None:
+    write(tmp_path / "job.yaml", "tasks:\n  a: {command: 'true'}\n")
+    r = cli("history", "job.yaml", cwd=tmp_path)
+    assert r.returncode == 0 and "no run of job 'job' recorded" in r.stdout and not (tmp_path / ".jobflow").exists()
+
+
+def test_rebuild_keeps_the_index_that_live_runners_write_to(tmp_path: Path) -> None:
+    from jobflow_tui.history import History
+
+    write(tmp_path / "job.yaml", "tasks:\n  a: {command: 'true'}\n")
+    assert cli("job.yaml", cwd=tmp_path).returncode == 0
+    history = History(str(tmp_path / ".jobflow"))
+    live = history.connect()  # a runner's connection, open across the rebuild
+    assert cli("history", "job.yaml", "--rebuild", cwd=tmp_path).returncode == 0
+    history.apply(live, [("", {"event": "run_start", "job": "job", "run_id": "live-run", "time": 1e10})])
+    live.close()
+    assert [r.run_id for r in history.runs("job")][0] == "live-run"
+
+
+def test_after_its_end_a_run_takes_no_action_while_its_end_commands_run(tmp_path: Path) -> None:
+    write(tmp_path / "job.yaml", f"""
+        config: {{on_exit: 'touch {tmp_path}/ending; sleep 3'}}
+        tasks:
+          a: {{command: 'exit 3'}}
+    """)
+    proc = subprocess.Popen([sys.executable, "-m", "jobflow_tui", "job.yaml"], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (tmp_path / "ending").exists(), 30, "the end command")
+        r = cli("retry", "job.yaml", "a", cwd=tmp_path)
+        assert r.returncode != 0, r.stdout
+        assert proc.wait(timeout=30) == 1
+    finally:
+        terminate(proc)
+    [run] = run_dirs(tmp_path)
+    assert not (run / "a.2.log").exists()
+    assert trail(run)[-1]["event"] == "run_end"

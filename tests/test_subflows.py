@@ -245,3 +245,27 @@ def test_over_http_a_subflow_is_acted_on_by_name_and_its_tasks_url_encoded(tmp_p
     finally:
         (tmp_path / "end").touch()
         served.close()
+
+
+def test_a_task_named_like_a_nested_subflow_is_a_located_error(tmp_path: Path) -> None:
+    write(tmp_path / "inner.yaml", "tasks:\n  x: {command: 'true'}\n")
+    write(tmp_path / "sub.yaml", "tasks:\n  inner: {job: inner.yaml}\n")
+    write(tmp_path / "job.yaml", """
+        tasks:
+          validate: {job: sub.yaml}
+          validate/inner: {command: 'true'}
+    """)
+    with pytest.raises(JobFileError) as e:
+        load_job(str(tmp_path / "job.yaml"))
+    assert "job.yaml:3:3: 'validate/inner' names a task and a subflow" in str(e.value)
+
+
+def test_two_task_classes_of_one_name_in_a_job_and_its_subflow_are_refused(tmp_path: Path) -> None:
+    cls = "from jobflow_tui import Task, task\n\n@task\nclass Check(Task):\n    def run(self):\n        print('{}')\n"
+    write(tmp_path / "tasks" / "mine.py", cls.format("main check"))
+    write(tmp_path / "sub" / "tasks" / "theirs.py", cls.format("sub check"))
+    write(tmp_path / "sub" / "sub.yaml", "tasks:\n  check: {task: Check}\n")
+    write(tmp_path / "job.yaml", "tasks:\n  mine: {task: Check}\n  other: {job: sub/sub.yaml}\n")
+    r = cli("job.yaml", cwd=tmp_path)
+    assert r.returncode == 2 and "task class 'Check' is defined here and in" in r.stderr, r.stderr
+    assert "main check" not in r.stdout and "sub check" not in r.stdout

@@ -115,7 +115,7 @@ class Scheduler:
 
     def retry(self, name: str) -> bool:
         """A failed/aborted task, and the downstream it blocked, go back to pending."""
-        if not [n for n in self.subflows.get(name, [name]) if self.states.retry(n)]:
+        if self._closed or not [n for n in self.subflows.get(name, [name]) if self.states.retry(n)]:
             return False
         self._pump()
         self._check_idle()
@@ -245,6 +245,8 @@ class Scheduler:
         for run in self.tasks.values():
             if run.state == RETRYING:
                 run.state, run.reason = ABORTED, reason
+        if self.trail is not None:
+            self.trail.end_now()  # the run's end in its trail: its end commands cannot run now
         self.save_now()
 
     def kill_now(self) -> None:
@@ -258,10 +260,8 @@ class Scheduler:
         self.paused = True  # read by the next launch: no event, the loop may be stuck
         self.save_now()
 
-    @property
-    def kill_grace(self) -> float:
-        """The longest a graceful stop of the run can take, in seconds."""
-        return max((t.kill_grace for t in self.job.tasks.values()), default=5.0)
+    kill_grace = property(lambda self: max((t.kill_grace for t in self.job.tasks.values()), default=5.0),
+                          doc="The longest a graceful stop of the run can take, in seconds.")
 
     def save_now(self) -> None:
         """Write the checkpoint at once, without the event loop (e.g. after it stopped)."""
@@ -269,7 +269,8 @@ class Scheduler:
             self.checkpoint.write_now(everything=True)
         except OSError as e:
             print(f"jobflow-tui: {self.checkpoint.cannot_write(e)}", file=sys.stderr)
-
+        if self.trail is not None:
+            self.trail.flush_now()  # this process may be about to leave (a hand-off): its trail on disk
     async def close(self) -> None:
         """Wait for background clean-up, write the final checkpoint, release the lock."""
         if self._closed:
@@ -277,18 +278,17 @@ class Scheduler:
         self._closed = True
         self.attempts.close()
         self.checkpoint.close()
-        pending = [t for t in self._background if not t.done()]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*(t for t in self._background if not t.done()), return_exceptions=True)
         await self.attempts.close_tails()
         self.checkpoint.finish()
-        end = self.trail.finish(handed_off=self.paused_for_hand_off is not None) if self.trail else None
-        self.state.unlock()
-        if end is not None:
-            await end  # the end commands run with the job unlocked: they may start it again
-        for executor in self.executors.all():
-            if executor.holds():
-                await asyncio.get_running_loop().run_in_executor(None, executor.close)
+        try:  # the run's end recorded and its end commands run with the lock held: nothing starts it meanwhile
+            if self.trail is not None:
+                await self.trail.finish(handed_off=self.paused_for_hand_off is not None)
+        finally:
+            self.state.unlock()
+            for executor in self.executors.all():
+                if executor.holds():
+                    await asyncio.get_running_loop().run_in_executor(None, executor.close)
 
     # ---- states ------------------------------------------------------------------
 
@@ -307,7 +307,7 @@ class Scheduler:
     def _pump(self) -> None:
         """Launch what is ready, within the concurrency limit."""
         ready = self.states.ready
-        while ready and not self.paused and (self.limit <= 0 or self._running < self.limit):
+        while ready and not self.paused and not self._closed and (self.limit <= 0 or self._running < self.limit):
             run = self.tasks[ready.popleft()]
             if run.state in (PENDING, RETRYING) and self.states.deps_succeeded(run):
                 self._launch(run)

@@ -15,6 +15,7 @@ import getpass
 import os
 import shutil
 import socket
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -37,6 +38,8 @@ class RunTrail:
         self.writer = TrailWriter(path)
         self.index = Recorder(History(s.state_dir), s.run_dir, self._warn)
         self._said: set[str] = set()
+        self._ended = False  # its end is recorded already
+        self._pruning: threading.Thread | None = None
         self.hub: Any = None  # the job's loggers, each in a thread of its own behind a bounded queue
         if s.job.loggers:
             from ..loggers import LoggerHub
@@ -45,8 +48,10 @@ class RunTrail:
             self.hub = LoggerHub(job.loggers, job.directory, job.extension_directories, job.extension_packages,
                                  job.name, s.run_id)
             self.hub.start()
-        if not resumed:
-            self._pruned(prune(s.state_dir, s.job_dir, s.run_id, s.job.run_end.retention))
+        if not resumed and (s.job.run_end.retention.runs or s.job.run_end.retention.days):
+            # In a thread: deleting many folders, or an index locked by another runner, must not hold up the start.
+            self._pruning = threading.Thread(target=self._prune, name="retention", daemon=True)
+            self._pruning.start()
         self.add({"event": "run_start", "started_at": s.started_at, "path": s.job.path, "hash": s.job.hash,
                   "params": s.params, "host": socket.gethostname(), "user": _user(), "pid": os.getpid(),
                   "resumed": resumed})
@@ -71,26 +76,43 @@ class RunTrail:
             self.add({"event": "state", "task": e.task, "attempt": e.attempt, "state": e.state, "previous": e.previous,
                       "exit_code": e.exit_code, "reason": e.reason, "started_at": e.started_at, **_what(t)})
 
-    def _pruned(self, gone: list[str]) -> None:
+    def _prune(self) -> None:
+        s = self.s
+        gone = prune(s.state_dir, s.job_dir, s.run_id, s.job.run_end.retention)
         if gone:
             try:
-                History(self.s.state_dir).forget(self.s.job.name, gone)
+                History(s.state_dir).forget(s.job.name, gone)
             except Exception:  # noqa: BLE001 - the index is remade from the folders; never stop a run for it
                 pass
-            self.s.notes.append(f"retention: removed {len(gone)} older run folder(s)")
+            s.notify(f"retention: removed {len(gone)} older run folder(s)", "information")
 
     def _warn(self, message: str) -> None:
         if message not in self._said:
             self._said.add(message)
             self.s.notify(message)
 
+    def flush_now(self) -> None:
+        """Put what waits in the trail and the index now (blocking, any thread, briefly)."""
+        self.writer.flush()
+        self.index.flush(timeout=1.0)
+
+    def end_now(self) -> None:
+        """The run ends without its event loop (an emergency stop): record its end as stopped."""
+        s = self.s
+        self.add({"event": "run_end", "state": "stopped", "exit_code": s.exit_code(),
+                  "counts": dict(Counter(r.state for r in s.tasks.values())), "duration": time.time() - s.started_at,
+                  "failed": [n for n, r in s.tasks.items() if r.state in ("failed", "aborted")]})
+        self._ended = True
+
     async def finish(self, handed_off: bool) -> None:
         """The owner lets go of the run: record its end (unless another process takes the
         run over), keep a copy of the final checkpoint, run the end commands."""
         self.unsubscribe()
         s = self.s
+        if self._pruning is not None:  # a run shorter than its pruning: let the pruning finish
+            await asyncio.get_running_loop().run_in_executor(None, self._pruning.join, 30.0)
         outcome, failed = "", []
-        if not handed_off:
+        if not handed_off and not self._ended:
             code = s.exit_code()
             counts = Counter(r.state for r in s.tasks.values())
             failed = [n for n, r in s.tasks.items() if r.selected and r.state not in ("succeeded", BLOCKED)
@@ -109,7 +131,10 @@ class RunTrail:
                 self._warn(sentence)
         await loop.run_in_executor(None, self.index.close)
         if outcome:
-            await self._hooks(outcome, failed)
+            try:
+                await self._hooks(outcome, failed)
+            except Exception as e:  # noqa: BLE001 - an end command's trouble never fails the run
+                self._warn(f"the end commands did not all run: {e}")
 
     async def _hooks(self, outcome: str, failed: list[str]) -> None:
         hooks = self.s.job.run_end.hooks

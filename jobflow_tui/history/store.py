@@ -127,23 +127,32 @@ class History:
             db.execute("COMMIT")
 
     def rebuild(self) -> int:
-        """Remake the index from every run folder's trail; the number of runs found."""
-        tmp = f"{self.path}.rebuild.{os.getpid()}"
-        for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
-        fresh = History(self.state_dir)
-        fresh.path = tmp
+        """Remake the index from every run folder's trail, in one transaction on the
+        database in place (runners that have it open go on writing to it); the number of
+        runs found."""
         trails = sorted(glob.glob(os.path.join(glob.escape(self.state_dir), "*", "runs", "*", "events.jsonl")))
-        with closing(fresh.connect()) as db:
-            for path in trails:
-                run_dir = os.path.dirname(path)
-                fresh.apply(db, ((run_dir, rec) for rec in read_trail(path)))
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        for old in (f"{self.path}-wal", f"{self.path}-shm"):
-            if os.path.exists(old):
-                os.unlink(old)
-        os.replace(tmp, self.path)
+        if os.path.exists(self.path):
+            try:
+                with closing(self.connect()) as db:
+                    pass
+            except HistoryError:
+                # Not a database at all: only then is the file replaced.
+                for spoilt in (self.path, f"{self.path}-wal", f"{self.path}-shm"):
+                    if os.path.exists(spoilt):
+                        os.unlink(spoilt)
+        with closing(self.connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM runs")
+                db.execute("DELETE FROM attempts")
+                for path in trails:
+                    run_dir = os.path.dirname(path)
+                    for rec in read_trail(path):
+                        _apply(db, run_dir, rec)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         return len(trails)
 
     # ---- reading -----------------------------------------------------------------
@@ -177,13 +186,21 @@ class Recorder:
 
     def __init__(self, history: History, run_dir: str, warn: Callable[[str], None]) -> None:
         self.history, self.run_dir, self.warn = history, run_dir, warn
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # records; a flush's Event; None: the end
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._write, name="history", daemon=True)
         self._thread.start()
 
     def add(self, record: dict[str, Any]) -> None:
         self._queue.put(record)
+
+    def flush(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) until what was added is written."""
+        done = threading.Event()
+        self._queue.put(done)  # type: ignore[arg-type]
+        self._closing.set()  # no gathering: write now
+        done.wait(timeout)
+        self._closing.clear()
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what waits (for at most `timeout` seconds: the run folder keeps it anyway)."""
@@ -197,21 +214,23 @@ class Recorder:
         done = False
         while not done:
             batch = [self._queue.get()]
-            if batch[0] is not None:
+            if isinstance(batch[0], dict):
                 self._closing.wait(BATCH_WAIT)  # one transaction for what comes meanwhile (not at the end)
             while not self._queue.empty():
                 batch.append(self._queue.get())
-            done = batch[-1] is None or None in batch
-            records = [r for r in batch if r is not None]
-            if broken or not records:
-                continue
+            done = None in batch
+            flushed = [r for r in batch if isinstance(r, threading.Event)]
+            records = [r for r in batch if isinstance(r, dict)]
             try:
-                db = db or self.history.connect()
-                self.history.apply(db, ((self.run_dir, r) for r in records))
+                if records and not broken:
+                    db = db or self.history.connect()
+                    self.history.apply(db, ((self.run_dir, r) for r in records))
             except (HistoryError, sqlite3.Error, OSError) as e:
                 broken = True  # said once; the trail in the run folder has every record
                 self.warn(f"the history index is not written ({e}); `jobflow-tui history --rebuild` remakes it "
                           "from the run folders")
+            for event in flushed:
+                event.set()
         if db is not None:
             db.close()
 

@@ -65,6 +65,12 @@ class TrailWriter:
         except OSError as e:
             self.failed = f"cannot write {self.path}: {e.strerror}"
 
+    def flush(self) -> None:
+        """Write and sync what waits, now (from any thread)."""
+        with self._lock:
+            if not self._closed:
+                self._write()
+
     def close(self) -> None:
         """Write, sync and close (what was added is on disk when this returns)."""
         with self._lock:

@@ -45,10 +45,10 @@ def parse_run_end(r: Any, config: dict) -> RunEnd:
         cmd = config.get(key)
         if cmd is None:
             continue
-        if isinstance(cmd, str) and cmd.strip():
+        if isinstance(cmd, str) and cmd.strip() and "\0" not in cmd:
             out.hooks[key] = cmd
         elif isinstance(cmd, list) and cmd and all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
-                                                   for a in cmd):
+                                                   and "\0" not in str(a) for a in cmd):
             out.hooks[key] = [str(a) for a in cmd]
         else:
             r.error(("config", key), f"'{key}' must be a command: a string (run by the shell) or a list of arguments")

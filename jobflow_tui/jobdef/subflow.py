@@ -83,6 +83,10 @@ def flatten(job: JobDef, subs: dict[str, JobDef]) -> list[tuple[Path, str]]:
         subflows[t.name] = members
         for nested, names in sub.subflows.items():
             subflows[f"{t.name}/{nested}"] = [f"{t.name}/{n}" for n in names]
+    for name in subflows:
+        if name in tasks:  # a task and a subflow by one name: acting on it would be ambiguous
+            problems.append((("tasks", name, "<key>") if name in job.tasks else ("tasks", name.split("/")[0], "job"),
+                             f"'{name}' names a task and a subflow once subflows are put in place"))
     for i, name in enumerate(order):
         tasks[name].index = i
     job.tasks = {n: tasks[n] for n in order}

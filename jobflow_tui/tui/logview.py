@@ -132,7 +132,7 @@ class LogView(ScrollView, can_focus=True):
             gone = sum(self._rows[: max(0, len(self._rows) - keep)])
             del self._rows[: max(0, len(self._rows) - keep)]
             w = self._wrap_width
-            self._rows += [1 if len(x) <= w and x.isascii() else -(-cells(x) // w) or 1 for x in fresh]
+            self._rows += [1 if len(x) <= w and x.isascii() and x.isprintable() else -(-cells(x) // w) or 1 for x in fresh]
             self._starts = [0, *itertools.accumulate(self._rows)]
         self._resize()
         if self.follow:
@@ -151,7 +151,7 @@ class LogView(ScrollView, can_focus=True):
         if self.wrap:
             # Before the first layout the pane has no size yet: guess, and wrap again on resize.
             w = self._wrap_width = self.scrollable_content_region.width or 80
-            self._rows = [1 if len(x) <= w and x.isascii() else -(-cells(x) // w) or 1 for x in self.buffer.lines]
+            self._rows = [1 if len(x) <= w and x.isascii() and x.isprintable() else -(-cells(x) // w) or 1 for x in self.buffer.lines]
             self._starts = [0, *itertools.accumulate(self._rows)]
         self._resize()
 
