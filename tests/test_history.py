@@ -207,3 +207,28 @@ def test_after_its_end_a_run_takes_no_action_while_its_end_commands_run(tmp_path
     [run] = run_dirs(tmp_path)
     assert not (run / "a.2.log").exists()
     assert trail(run)[-1]["event"] == "run_end"
+
+
+def test_the_server_lists_past_runs_and_serves_their_checkpoints_and_logs(tmp_path: Path) -> None:
+    from .served import Served
+
+    jobs = tmp_path / "jobs"
+    write(jobs / "job.yaml", f"tasks:\n  step: {{command: 'test -e {tmp_path}/ok && echo second || echo first'}}\n")
+    for _ in range(3):
+        assert cli("job.yaml", cwd=jobs).returncode == 0
+    served = Served(tmp_path, jobs)
+    try:
+        runs = served.get("/api/runs?job=job").json()
+        assert len(runs) == 3 and all(r["state"] == "succeeded" and not r["live"] for r in runs)
+        assert [r["started_at"] for r in runs] == sorted((r["started_at"] for r in runs), reverse=True)
+        assert len(served.get("/api/runs?limit=2").json()) == 2
+        assert served.get("/api/runs?limit=0", check=False).status == 400
+        oldest = runs[-1]["run_id"]
+        detail = served.get(f"/api/runs/{oldest}").json()
+        assert detail["run_id"] == oldest and detail["state"] == "succeeded" and not detail["live"]
+        assert served.get(f"/api/runs/{oldest}/tasks/step/logs").body == b"first\n"
+        r = served.post(f"/api/runs/{oldest}/tasks/step/retry", check=False)
+        assert r.status == 409  # a past run is read-only
+        assert served.get("/api/runs/..%2F..%2Fetc", check=False).status == 404
+    finally:
+        served.close()

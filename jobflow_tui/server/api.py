@@ -153,14 +153,16 @@ async def start_run(request: web.Request) -> web.Response:
 
 
 async def list_runs(request: web.Request) -> web.Response:
-    job, state = request.query.get("job"), request.query.get("state")
+    job, state, limit = request.query.get("job"), request.query.get("state"), request.query.get("limit", "20")
     if state is not None and state not in STATES:
         raise ApiError(400, f"'state' is one of {', '.join(STATES)}")
-    refs = [r for r in find_runs(request.app[CATALOG]) if job is None or r.job.name == job]
+    if not DIGITS.fullmatch(limit) or not 1 <= int(limit) <= 1000:
+        raise ApiError(400, "'limit' is a number from 1 to 1000")
+    refs = [r for r in find_runs(request.app[CATALOG], past=int(limit)) if job is None or r.job.name == job]
     rows = [d for d in await asyncio.gather(*(describe(r) for r in refs)) if d is not None]
     rows = [d for d in rows if state is None or d["state"] == state]
-    rows.sort(key=lambda d: str(d.get("started_at") or ""), reverse=True)  # newest first (UTC ISO times)
-    return web.json_response(rows)
+    rows.sort(key=lambda d: (d["live"], str(d.get("started_at") or "")), reverse=True)  # live, then newest first
+    return web.json_response(rows[: int(limit)])
 
 
 async def get_run(request: web.Request) -> web.Response:

@@ -1,10 +1,12 @@
 """The runs a server can show: the live runs of its jobs (whoever started them: a shell, a
-dashboard, this server) and the last run of each job, from its checkpoint."""
+dashboard, this server), the last run of each job, from its checkpoint, and the runs
+before it, from the copy of the final checkpoint each run's folder keeps."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,15 +30,34 @@ class RunRef:
         return self.about is not None
 
     def checkpoint(self) -> dict[str, Any] | None:
-        try:
-            cp = read_checkpoint(os.path.join(self.job_dir, "checkpoint.json"), self.job.name)
-        except CheckpointError:
-            return None
-        return cp if cp is not None and cp.get("run_id") == self.run_id else None
+        """The run's checkpoint: the job's own while it is the last run, else its folder's copy."""
+        for path in (os.path.join(self.job_dir, "checkpoint.json"),
+                     os.path.join(self.job_dir, "runs", self.run_id, "checkpoint.json")):
+            try:
+                cp = read_checkpoint(path, self.job.name)
+            except CheckpointError:
+                continue
+            if cp is not None and cp.get("run_id") == self.run_id:
+                return cp
+        return None
 
 
-def find_runs(catalog: Catalog) -> list[RunRef]:
-    """Every run of a served job there is to show: the live ones, then the last of each job."""
+RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{4,}$")  # how runs are named (and nothing that leaves a folder)
+
+
+def past_runs(job: ServedJob) -> list[str]:
+    """Ids of the job's runs whose folders keep a final checkpoint, newest first."""
+    try:
+        names = os.listdir(os.path.join(job.job_dir, "runs"))
+    except OSError:
+        return []
+    return sorted((n for n in names if RUN_ID.match(n)
+                   and os.path.exists(os.path.join(job.job_dir, "runs", n, "checkpoint.json"))), reverse=True)
+
+
+def find_runs(catalog: Catalog, past: int = 0) -> list[RunRef]:
+    """Every run of a served job there is to show: the live ones, the last of each job, and
+    the `past` newest runs before it of each job."""
     refs: dict[str, RunRef] = {}
     jobs = catalog.jobs()
     by_file = {os.path.realpath(j.path): j for j in jobs}
@@ -51,11 +72,17 @@ def find_runs(catalog: Catalog) -> list[RunRef]:
             continue
         if cp is not None and isinstance(cp.get("run_id"), str) and cp["run_id"] not in refs:
             refs[cp["run_id"]] = RunRef(cp["run_id"], job, job.job_dir)
+        for run_id in past_runs(job)[:past] if past else []:
+            refs.setdefault(run_id, RunRef(run_id, job, job.job_dir))
     return list(refs.values())
 
 
 def find_run(catalog: Catalog, run_id: str) -> RunRef | None:
-    return next((r for r in find_runs(catalog) if r.run_id == run_id), None)
+    found = next((r for r in find_runs(catalog) if r.run_id == run_id), None)
+    if found is None and RUN_ID.match(run_id):
+        found = next((RunRef(run_id, job, job.job_dir) for job in catalog.jobs()
+                      if os.path.exists(os.path.join(job.job_dir, "runs", run_id, "checkpoint.json"))), None)
+    return found
 
 
 def counts_of(tasks: dict[str, Any]) -> dict[str, int]:
