@@ -60,6 +60,9 @@ def run_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="a run parameter: self.params[KEY], $JOBFLOW_PARAM_<KEY>")
     p.add_argument("--only", action="append", default=[], metavar="TASK",
                    help="run TASK and what it depends on (repeatable)")
+    p.add_argument("--executor", metavar="WHERE",
+                   help="where commands run: local, dask:local (a cluster for the run), dask://HOST:PORT "
+                   "(default: config.executor)")
     p.add_argument("--detach", action="store_true",
                    help="run in the background, no terminal needed; prints the run id and how to attach")
     # The detached runner's own options (see control/detached.py), not for people.
@@ -132,6 +135,13 @@ def cmd_run(args) -> int:
     if unknown:
         print(f"jobflow-tui: --only: no task named {', '.join(map(repr, unknown))} in {args.job}", file=sys.stderr)
         return 2
+    if args.executor is not None:
+        from .jobdef.placement import ADDRESS
+
+        if not ADDRESS.match(args.executor):
+            print("jobflow-tui: --executor is local, dask:local or dask://HOST:PORT", file=sys.stderr)
+            return 2
+        job.executor = args.executor
     if args.max_concurrency is not None and args.max_concurrency < 0:
         print("jobflow-tui: --max-concurrency must be 0 (no limit) or more", file=sys.stderr)
         return 2
@@ -159,7 +169,8 @@ def _detach(args, job) -> int:
     from .control.detached import runner_argv, start_runner
 
     said = start_runner(runner_argv(job.path, state_dir=args.state_dir, resume=args.resume, params=args.params,
-                                    only=args.only, max_concurrency=args.max_concurrency))
+                                    only=args.only, max_concurrency=args.max_concurrency,
+                                    executor=args.executor))
     if "error" in said:
         print(f"jobflow-tui: {said['error']}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ READY_TIMEOUT = 60.0  # seconds a runner may take to load the job and start the 
 def runner_argv(job_path: str, *, state_dir: str | None = None, resume: bool = False,
                 params: list[tuple[str, str]] | None = None, only: list[str] | None = None,
                 max_concurrency: int | None = None, restart: list[str] | None = None,
-                paused: bool = False) -> list[str]:
+                paused: bool = False, executor: str | None = None) -> list[str]:
     """The command line of a detached runner (without the pipe and --after); `paused`: it
     launches nothing until told to unpause (so that a follower misses nothing)."""
     argv = [sys.executable, "-m", "jobflow_tui", job_path, "--headless"]
@@ -40,6 +40,8 @@ def runner_argv(job_path: str, *, state_dir: str | None = None, resume: bool = F
         argv += ["--restart-task", name]
     if paused:
         argv.append("--start-paused")
+    if executor:
+        argv += ["--executor", executor]
     return argv
 
 

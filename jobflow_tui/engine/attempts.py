@@ -269,9 +269,11 @@ class AttemptRunner:
 
     def _end_orphan(self, pid: int, grace: float) -> None:
         try:
-            tree = process.Tree(os.getpgid(pid))
+            pgid = os.getpgid(pid)
         except OSError:
             return
+        # One in this process's own group is ended alone: its group is the runner's.
+        tree = process.Tree(pid if pgid == os.getpgrp() else pgid)
         tree.add(pid)
         self._background(tree.kill(grace))
 

@@ -36,13 +36,14 @@ class AttemptRequest:
 class Outcome:
     """How an attempt ended."""
 
-    __slots__ = ("code", "outputs", "shared_dict")
+    __slots__ = ("code", "outputs", "shared_dict", "reason")
 
     def __init__(self, code: int | None, outputs: dict[str, Any] | None = None,
-                 shared_dict: dict[str, Any] | None = None) -> None:
+                 shared_dict: dict[str, Any] | None = None, reason: str = "") -> None:
         self.code = code  # exit status; -N: killed by signal N; None: ended without recording one
         self.outputs = outputs or {}
         self.shared_dict = shared_dict  # the attempt's copy at its end (None: not reported)
+        self.reason = reason  # why it ended without an exit status (a lost worker), if the executor knows
 
 
 class Execution(Protocol):
@@ -116,8 +117,19 @@ class Executors:
 
         self.commands = LocalCommands()
         self.python = LocalPython(job)
+        self.remote: Executor | None = None
+        if job.executor != "local":
+            from .dask import DaskExecutor
+
+            needs: dict[str, float] = {}
+            for t in job.tasks.values():
+                for name, amount in t.resources.items():
+                    needs[name] = max(needs.get(name, 0.0), amount)
+            self.remote = DaskExecutor(job.executor, needs)
 
     def pick(self, spec: TaskDef) -> Executor:
+        if self.remote is not None and spec.executor != "local" and not spec.python_class:
+            return self.remote
         return self.python if spec.python_class else self.commands
 
     def pick_for_run(self, run: Any) -> Executor:
@@ -125,7 +137,7 @@ class Executors:
         return self.pick(run.spec)
 
     def all(self) -> list[Executor]:
-        return [self.commands, self.python]
+        return [self.commands, self.python, *([self.remote] if self.remote is not None else [])]
 
     def own_pids(self) -> set[int]:
         return set().union(*(e.own_pids() for e in self.all()))

@@ -384,6 +384,7 @@ class Scheduler:
             if merge_shared(self.shared_dict, attempt.shared_before, outcome.shared_dict):
                 self.checkpoint.changed()
         self._running -= 1
+        attempt.start_error = attempt.start_error or outcome.reason  # what the executor knows of an odd end
         note = self._disk.note(fresh=outcome.code != 0)
         if note and outcome.code == 0:
             self._emit(Notice(f"the log of task '{run.name}' may be incomplete: {note}"))

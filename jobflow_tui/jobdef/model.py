@@ -32,6 +32,8 @@ class TaskDef:
     kill_grace: float = 5.0
     description: str = ""
     params: dict[str, str] = field(default_factory=dict)  # run parameters of its subflows, over the run's
+    executor: str = ""  # "local": on the runner's machine whatever the job's executor ("": the job's)
+    resources: dict[str, float] = field(default_factory=dict)  # Dask worker resources it needs
     subjob: Any = None  # a subflow, until flattened: the job file's path (or a JobDef built in code)
 
     def retry_wait(self, failed_attempt: int) -> float:
@@ -115,6 +117,7 @@ class JobDef:
     tasks: dict[str, TaskDef]
     max_concurrency: int = 0
     on_hangup: str = "detach"  # when the dashboard loses its terminal: "detach" or "stop"
+    executor: str = "local"  # where commands run: local, dask:local, dask://HOST:PORT
     extension_directories: list[str] = field(default_factory=list)
     extension_packages: list[str] = field(default_factory=list)
     task_files: list[str] = field(default_factory=list)  # modules of task classes (flows in code)

@@ -25,7 +25,8 @@ def subflow_spec(r: Any, tp: Path, t: TaskDef, spec: dict, directory: str) -> No
     """Check a subflow's own keys (its dependencies are read as any task's)."""
     for k in spec:
         if k not in SUBFLOW_KEYS and k in ("command", "task", "max_attempts", "retry_delay", "retry_backoff",
-                                           "retry_max_delay", "timeout", "env", "cwd", "kill_grace"):
+                                           "retry_max_delay", "timeout", "env", "cwd", "kill_grace", "executor",
+                                           "resources"):
             r.error(tp + (k, "<key>"), f"'{k}' does not apply to a subflow ('job:'): set it in its job file")
     job = spec["job"]
     if isinstance(job, str) and job.strip():

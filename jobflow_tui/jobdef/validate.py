@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from .errors import type_name
 from .loggerspec import logger_specs
 from .model import JobDef, TaskDef, digest_of
+from .placement import parse_executor, task_placement
 from .runend import RUN_END_KEYS, parse_run_end
 from .subflow import subflow_spec
 from .yamlfile import Path
@@ -26,7 +27,7 @@ NOTED_TOP = {
     "extensions": "extensions are not loaded; the dashboard and headless reporter show progress",
 }
 CONFIG_KEYS = frozenset({
-    "name", "max_concurrency", "env", "cwd", "kill_grace", "extension_directories", "on_hangup", *RUN_END_KEYS,
+    "name", "max_concurrency", "env", "cwd", "kill_grace", "extension_directories", "on_hangup", *RUN_END_KEYS, "executor",
     "extension_packages", "synchro_interval_seconds", "loggers_interval_seconds",
     "extensions_interval_seconds", "checkpointer_interval_seconds",
 })
@@ -39,7 +40,7 @@ NOTED_CONFIG = {
 TASK_KEYS = frozenset({
     "command", "task", "job", "parameters", "dependencies", "depends_on", "max_attempts",
     "retry_delay", "retry_backoff", "retry_max_delay", "timeout", "env", "cwd",
-    "kill_grace", "description",
+    "kill_grace", "description", "executor", "resources",
 })
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What a task may set besides what it runs and what it needs.
@@ -152,7 +153,7 @@ def validate(doc: dict, abspath: str, r: Reporter) -> JobDef:
     _check_graph(r, tasks, dep_keys)
     out = JobDef(
         name=name, path=abspath, directory=directory, tasks=tasks, max_concurrency=max_conc, on_hangup=on_hangup,
-        run_end=parse_run_end(r, config),
+        run_end=parse_run_end(r, config), executor=parse_executor(r, config),
         extension_directories=ext_dirs, extension_packages=ext_pkgs, notes=notes,
         loggers=logger_specs(r, doc.get("loggers")),
     )
@@ -191,6 +192,7 @@ def _task(r: Reporter, i: int, tname: Any, spec: Any, defaults: _Defaults, direc
         t.dependencies = _dependencies(r, tp + (dep_key,), deps)
     if t.subjob is not None or SETTINGS.isdisjoint(spec):
         return t  # most tasks set nothing else
+    task_placement(r, tp, t, spec)
     if "max_attempts" in spec:
         t.max_attempts = _int(r, spec, tp, "max_attempts", 1, minimum=1)
     if "retry_delay" in spec:

@@ -1,0 +1,159 @@
+"""One attempt of a command on a Dask worker: what the runner submits to the cluster.
+
+It runs the command in a session of its own, sends its output back as it comes (batched
+`log_event`s on the attempt's own topic, numbered, so the runner writes every byte into
+the attempt's log file in order, whatever the scheduler keeps of a topic), watches a
+`distributed.Event` for an abort (then the whole tree ends: SIGTERM, SIGKILL after the
+grace), and returns how it ended. A second start of the same attempt (the scheduler gives
+a task to another worker when the first is lost) refuses to run: a step never runs twice.
+
+Imported on the workers (jobflow-tui installed there); nothing here imports the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from typing import Any
+
+BATCH_BYTES = 256 * 1024
+BATCH_SECONDS = 0.05
+ABORT_POLL = 0.25  # seconds between looks at the abort event (each a round trip to the scheduler)
+
+
+class NotRunTwice(RuntimeError):
+    """This attempt was started before, on a worker that was lost."""
+
+
+def run_attempt(req: dict[str, Any]) -> dict[str, Any]:
+    """Run one attempt (`req`: argv, env, cwd, topic, claim, abort and done event names, grace);
+    {"code": exit status (-N: signal N), "outputs": the $JOBFLOW_OUTPUT file's text,
+    "chunks": how many output events were sent, "worker": this worker's address}."""
+    from distributed import Event, get_worker
+
+    worker = get_worker()
+    claim, abort, done = Event(req["claim"]), Event(req["abort"]), Event(req["done"])
+    if claim.is_set():
+        raise NotRunTwice(f"the worker that ran it was lost (now on {worker.address}, not started again)")
+    claim.set()
+    try:
+        if abort.is_set():  # ended before it began (its runner went away meanwhile)
+            return {"code": None, "outputs": "", "chunks": 0, "worker": worker.address}
+        return _run(req, worker, abort)
+    finally:
+        done.set()  # a runner that resumes the run waits for this before it starts the task again
+
+
+def _run(req: dict[str, Any], worker: Any, abort: Any) -> dict[str, Any]:
+    fd, outputs = tempfile.mkstemp(prefix="jobflow-output-")
+    os.close(fd)
+    # The attempt's key in the environment, as for a local command: on the runner's machine
+    # (dask:local) a runner that resumes the run finds what is left of it, and ends it.
+    env = {**req["env"], "JOBFLOW_OUTPUT": outputs, "JOBFLOW_WORKER": worker.address,
+           "JOBFLOW_ATTEMPT_KEY": req["attempt_key"], "JOBFLOW_STATUS_FILE": req["status_file"]}
+    cwd = req["cwd"] if os.path.isdir(req["cwd"]) else None  # not on this machine: the worker's own folder
+    try:
+        proc = subprocess.Popen(req["argv"], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as e:
+        os.unlink(outputs)
+        return {"code": 127, "outputs": "", "chunks": _send_all(worker, req["topic"], [
+            f"jobflow-tui: cannot start {req['argv'][0]!r} on {worker.address}: {e.strerror}\n".encode()]),
+                "worker": worker.address}
+    sender = _Sender(worker, req["topic"], proc.stdout)
+    sender.start()
+    aborted = False
+    while proc.poll() is None:
+        if not aborted and abort.is_set():
+            aborted = True
+            _end_tree(proc, float(req.get("grace", 5.0)))
+        if aborted:
+            time.sleep(ABORT_POLL)
+        else:
+            abort.wait(ABORT_POLL)
+    sender.join(1.0)  # what it wrote last; a process it left behind may hold the pipe open
+    if sender.is_alive():
+        _end_tree(proc, float(req.get("grace", 5.0)))  # the attempt is over: so is what it started
+        sender.join()
+    try:
+        with open(outputs, encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)
+    finally:
+        os.unlink(outputs)
+    return {"code": proc.returncode, "outputs": text, "chunks": sender.count, "worker": worker.address}
+
+
+class _Sender(threading.Thread):
+    """Reads the command's output and sends it in numbered batches."""
+
+    def __init__(self, worker: Any, topic: str, pipe: Any) -> None:
+        super().__init__(name="jobflow-output", daemon=True)
+        self.worker, self.topic, self.fd = worker, topic, pipe.fileno()
+        self.pipe = pipe
+        self.count = 0
+
+    def run(self) -> None:
+        pending: list[bytes] = []
+        size, since = 0, time.monotonic()
+        while True:
+            data = os.read(self.fd, 65536)
+            if data:
+                pending.append(data)
+                size += len(data)
+            if pending and (not data or size >= BATCH_BYTES or time.monotonic() - since >= BATCH_SECONDS):
+                self._send(b"".join(pending))
+                pending, size, since = [], 0, time.monotonic()
+            if not data:
+                break
+        self.pipe.close()
+
+    def _send(self, data: bytes) -> None:
+        self.worker.log_event(self.topic, {"seq": self.count, "data": data})
+        self.count += 1
+
+
+def _send_all(worker: Any, topic: str, blocks: list[bytes]) -> int:
+    for n, data in enumerate(blocks):
+        worker.log_event(topic, {"seq": n, "data": data})
+    return len(blocks)
+
+
+def _end_tree(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to the attempt's session and every process below it (those that left it
+    too), SIGKILL after `grace` to whatever is left."""
+    import psutil
+
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        tree = []
+
+    def signal_all(sig: int) -> bool:
+        """Send `sig` to all; whether anything was there to get it."""
+        there = False
+        try:
+            os.killpg(proc.pid, sig)
+            there = True
+        except OSError:
+            pass
+        for p in tree:
+            try:
+                p.send_signal(sig)
+                there = True
+            except psutil.Error:
+                pass
+        return there
+
+    deadline = time.monotonic() + grace
+    if not signal_all(signal.SIGTERM):
+        return
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not signal_all(0):
+            return
+        time.sleep(0.05)
+    signal_all(signal.SIGKILL)
+    proc.wait()
