@@ -28,6 +28,13 @@ def load_or_exit(path: str):
             n = len(problems)
             print(f"jobflow-tui: {n} problem{'s' if n != 1 else ''} with the Python tasks; nothing was run", file=sys.stderr)
             sys.exit(2)
+    if job.executor != "local":
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            print(f"jobflow-tui: {path}: executor {job.executor!r} needs Dask: pip install 'jobflow-tui[dask]'; "
+                  "nothing was run", file=sys.stderr)
+            sys.exit(2)
     if job.loggers:
         from .loggers import check
 
