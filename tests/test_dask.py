@@ -129,3 +129,44 @@ def test_resume_ends_an_attempt_its_dead_runner_left_on_the_cluster_before_runni
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert not alive(child)  # ended before the task ran again: never two at once
     assert "long | second run" in r.stdout and checkpoint(tmp_path)["tasks"]["long"]["attempts"] == 2
+
+
+TASKS = '''
+import os
+from jobflow_tui import Task, task
+
+@task
+class Count(Task):
+    n: int = 3
+
+    def run(self):
+        for i in range(self.n):
+            print(f"count {i} on {os.environ.get('JOBFLOW_WORKER')}", flush=True)
+        self.shared_dict["seen"] = self.n
+        return {"total": self.n, "rows": self.pull_output("make")["rows"]}
+
+@task
+class Broken(Task):
+    def run(self):
+        raise ValueError("no such table")
+'''
+
+
+def test_python_tasks_run_on_workers_with_outputs_and_shared_dict_both_ways(tmp_path: Path) -> None:
+    write(tmp_path / "tasks" / "counting.py", TASKS)
+    write(tmp_path / "job.yaml", """
+        config: {executor: "dask:local"}
+        tasks:
+          make: {command: 'echo rows=7 >> "$JOBFLOW_OUTPUT"'}
+          count: {task: Count, parameters: {n: 4}, dependencies: [make]}
+          broken: {task: Broken}
+          show: {command: 'cat "$JOBFLOW_UPSTREAM_OUTPUTS"', dependencies: [count], executor: local}
+    """)
+    r = cli("job.yaml", cwd=tmp_path, timeout=180)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "count | count 3 on tcp://127.0.0.1:" in r.stdout
+    assert 'show | {"make": {"rows": "7"}, "count": {"total": 4, "rows": "7"}}' in r.stdout
+    assert "broken | ValueError: no such table" in r.stdout
+    cp = checkpoint(tmp_path)
+    assert cp["shared_dict"] == {"seen": 4} and cp["tasks"]["broken"]["state"] == "failed"
+    assert cp["tasks"]["count"]["outputs"] == {"total": 4, "rows": "7"}

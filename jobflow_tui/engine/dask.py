@@ -18,9 +18,10 @@ import threading
 import time
 from typing import Any
 
+from ..jobdef.model import JobDef
 from ..journal import AttemptFiles
 from .executor import AttemptRequest, Outcome
-from .outputs import parse_outputs
+from .outputs import parse_outputs, with_local_names
 
 WAIT_FOR_OUTPUT = 10.0  # seconds an ended attempt's last output events may lag its result
 
@@ -39,8 +40,8 @@ class DaskExecutor:
     quick_start = False
     start_grace = 0.0  # an attempt on a cluster records no pid here: nothing to wait for on resume
 
-    def __init__(self, address: str, resources: dict[str, float]) -> None:
-        self.address = address
+    def __init__(self, address: str, job: JobDef, resources: dict[str, float]) -> None:
+        self.address, self.job = address, job
         self.resources = resources  # the most any task needs of each: what a dask:local worker offers
         self.client: Any = None
         self.cluster: Any = None
@@ -77,12 +78,26 @@ class DaskExecutor:
         client = self.connect()
         spec = request.spec
         key = task_key(request.files)
-        argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command or [])
+        python = None
+        if spec.python_class:
+            from ..worker.client import sources
+
+            dirs, packages, files = sources(self.job)
+            argv = []  # the worker's own interpreter runs it
+            python = {"op": "run", "task": request.task, "class": spec.python_class, "params": spec.parameters,
+                      "job_params": request.params, "attempt": request.attempt, "restart": request.attempt > 1,
+                      "upstream": with_local_names(request.task, {n: request.upstream.get(n, {}) for n in
+                                                                  self.job.upstream([request.task]) if n != request.task},
+                                                   self.job.subflows),
+                      "shared_dict": request.shared_dict, "cwd": spec.cwd, "key": request.files.key,
+                      "dirs": dirs, "packages": packages, "files": files}
+        else:
+            argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command or [])
         execution = DaskExecution(client, key, request.files)
         client.subscribe_topic(execution.topic, execution.on_output)
         req = {"argv": argv, "env": request.env, "cwd": spec.cwd, "topic": execution.topic, "claim": f"{key}-claim",
                "abort": execution.abort_name, "done": f"{key}-done", "grace": spec.kill_grace,
-               "attempt_key": request.files.key, "status_file": request.files.status}
+               "attempt_key": request.files.key, "status_file": request.files.status, "python": python}
         execution.future = client.submit(run_attempt, req, key=key, pure=False, retries=0,
                                          resources=dict(spec.resources) or None)
         return execution
@@ -186,7 +201,12 @@ class DaskExecution:
         if result.get("outputs"):
             with open(self.files.outputs, "w", encoding="utf-8") as f:
                 f.write(result["outputs"])
-        return Outcome(result["code"], parse_outputs(self.files.outputs) if result.get("outputs") else {})
+        outputs = parse_outputs(self.files.outputs) if result.get("outputs") else {}
+        returned = result.get("result") or {}  # a Python task's: what run() returned, its shared_dict
+        if isinstance(returned.get("outputs"), dict):
+            outputs.update(returned["outputs"])
+        shared = returned.get("shared_dict")
+        return Outcome(result["code"], outputs, shared if isinstance(shared, dict) else None)
 
     async def stop(self, grace: float) -> None:
         await asyncio.to_thread(self.signal, 15)

@@ -125,10 +125,10 @@ class Executors:
             for t in job.tasks.values():
                 for name, amount in t.resources.items():
                     needs[name] = max(needs.get(name, 0.0), amount)
-            self.remote = DaskExecutor(job.executor, needs)
+            self.remote = DaskExecutor(job.executor, job, needs)
 
     def pick(self, spec: TaskDef) -> Executor:
-        if self.remote is not None and spec.executor != "local" and not spec.python_class:
+        if self.remote is not None and spec.executor != "local":
             return self.remote
         return self.python if spec.python_class else self.commands
 

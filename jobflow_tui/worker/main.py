@@ -89,9 +89,27 @@ def _fresh_signals() -> None:
             pass  # signals the C library keeps for itself (the real-time ones it uses)
 
 
+def once() -> None:
+    """`--once`: one attempt on a machine of its own (a Dask worker). The request (a "run"
+    request with "dirs", "packages", "files" to import from) is on stdin; the output goes
+    to stdout; pid, result and exit status to the request's journal, as a slot's do."""
+    global _SLOT_PID
+    req = json.loads(sys.stdin.buffer.read())
+    problems = load(req)["problems"]
+    if req["class"] not in pytask.registry():
+        for where, line, message in problems:
+            print(f"{where}:{line}: {message}", file=sys.stderr)
+        print(f"jobflow-tui: task class {req['class']!r} is not found on this machine", file=sys.stderr)
+        sys.exit(2)
+    _SLOT_PID = os.getpid()
+    _finish(req, _attempt(req))
+
+
 def main() -> None:
     global _DONE_FD
     _fresh_signals()
+    if sys.argv[1:2] == ["--once"]:
+        once()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
     if len(sys.argv) > 2 and sys.argv[1] == "--done-fd":
         _DONE_FD = int(sys.argv[2])

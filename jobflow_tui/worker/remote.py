@@ -12,9 +12,12 @@ Imported on the workers (jobflow-tui installed there); nothing here imports the 
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -56,9 +59,17 @@ def _run(req: dict[str, Any], worker: Any, abort: Any) -> dict[str, Any]:
     env = {**req["env"], "JOBFLOW_OUTPUT": outputs, "JOBFLOW_WORKER": worker.address,
            "JOBFLOW_ATTEMPT_KEY": req["attempt_key"], "JOBFLOW_STATUS_FILE": req["status_file"]}
     cwd = req["cwd"] if os.path.isdir(req["cwd"]) else None  # not on this machine: the worker's own folder
+    python = req.get("python")  # a Python task: `worker.main --once`, its request on stdin
+    scratch = tempfile.mkdtemp(prefix="jobflow-attempt-") if python else None
+    if python:
+        python = {**python, "env": env, "log": "/dev/stdout", "status": os.path.join(scratch, "attempts.status")}
     try:
-        proc = subprocess.Popen(req["argv"], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [sys.executable, "-m", "jobflow_tui.worker.main", "--once"] if python else req["argv"]
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.PIPE if python else subprocess.DEVNULL, start_new_session=True)
+        if python:
+            proc.stdin.write(json.dumps(python, default=str).encode())
+            proc.stdin.close()
     except OSError as e:
         os.unlink(outputs)
         return {"code": 127, "outputs": "", "chunks": _send_all(worker, req["topic"], [
@@ -84,7 +95,16 @@ def _run(req: dict[str, Any], worker: Any, abort: Any) -> dict[str, Any]:
             text = f.read(1 << 20)
     finally:
         os.unlink(outputs)
-    return {"code": proc.returncode, "outputs": text, "chunks": sender.count, "worker": worker.address}
+    out = {"code": proc.returncode, "outputs": text, "chunks": sender.count, "worker": worker.address}
+    if scratch is not None:
+        from ..journal import AttemptFiles
+
+        files = AttemptFiles(os.path.join(scratch, python["key"]))
+        out["result"] = files.read_result()
+        recorded = files.read_status()
+        out["code"] = recorded if recorded is not None else proc.returncode
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
 
 
 class _Sender(threading.Thread):
