@@ -170,3 +170,81 @@ def test_python_tasks_run_on_workers_with_outputs_and_shared_dict_both_ways(tmp_
     cp = checkpoint(tmp_path)
     assert cp["shared_dict"] == {"seen": 4} and cp["tasks"]["broken"]["state"] == "failed"
     assert cp["tasks"]["count"]["outputs"] == {"total": 4, "rows": "7"}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    """A Dask cluster of its own, as an operator starts one: `dask scheduler`, two `dask worker`s."""
+    import json
+    import subprocess
+    import sys
+
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    info = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([*dask, "--scheduler-file", str(info), "--port", "0", "--dashboard-address", ":0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    try:
+        wait_for(info.exists, 60, "the scheduler to start")
+        for _ in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                           str(info), "--nthreads", "2", "--no-nanny"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        address = json.loads(info.read_text())["address"]
+        from distributed import Client
+
+        with Client(address, timeout=30) as c:
+            c.wait_for_workers(2, timeout=60)
+        yield "dask://" + address.removeprefix("tcp://")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def test_on_a_running_cluster_resume_ends_what_a_dead_runner_left_and_a_lost_worker_is_told(
+        tmp_path: Path, cluster: str) -> None:
+    write(tmp_path / "job.yaml", f"""
+        config: {{executor: "{cluster}"}}
+        tasks:
+          long:
+            command: 'if [ -e {tmp_path}/second ]; then echo "second run"; exit 0; fi; sleep 300 & echo $! > {tmp_path}/child; echo $PPID > {tmp_path}/worker; wait'
+            kill_grace: 1
+            max_attempts: 2
+    """)
+    pid = detach(tmp_path)
+    try:
+        wait_for(lambda: (tmp_path / "child").exists(), 60, "the task to start on a worker")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not alive(pid), 10, "the runner to be gone")
+        child = int((tmp_path / "child").read_text())
+        assert alive(child)  # the cluster outlives the runner, and so does the attempt
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    (tmp_path / "second").touch()
+    r = cli("job.yaml", "--resume", cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert not alive(child) and "long | second run" in r.stdout
+
+    # A worker lost under an attempt: Dask gives the task to the other worker, where it refuses to run again.
+    (tmp_path / "second").unlink()
+    (tmp_path / "child").unlink()
+    pid = detach(tmp_path)
+    try:
+        wait_for(lambda: (tmp_path / "child").exists(), 60, "the task to start on a worker")
+        (tmp_path / "second").touch()
+        os.kill(int((tmp_path / "worker").read_text()), signal.SIGKILL)
+        wait_for(lambda: not alive(pid), 120, "the run to end")
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    task = checkpoint(tmp_path)["tasks"]["long"]
+    assert task["state"] == "succeeded" and task["attempts"] == 2
+    run_dir = tmp_path / ".jobflow" / "job" / "runs" / checkpoint(tmp_path)["run_id"]
+    assert "worker lost while it ran the attempt" in (run_dir / "events.jsonl").read_text()

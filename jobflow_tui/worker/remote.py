@@ -75,6 +75,7 @@ def _run(req: dict[str, Any], worker: Any, abort: Any) -> dict[str, Any]:
         return {"code": 127, "outputs": "", "chunks": _send_all(worker, req["topic"], [
             f"jobflow-tui: cannot start {req['argv'][0]!r} on {worker.address}: {e.strerror}\n".encode()]),
                 "worker": worker.address}
+    guard = _guard(proc.pid, float(req.get("grace", 5.0)))
     sender = _Sender(worker, req["topic"], proc.stdout)
     sender.start()
     aborted = False
@@ -91,6 +92,11 @@ def _run(req: dict[str, Any], worker: Any, abort: Any) -> dict[str, Any]:
         _end_tree(proc, float(req.get("grace", 5.0)))  # the attempt is over: so is what it started
         sender.join()
     try:
+        guard.wait(2)  # it sees the session gone within half a second
+    except subprocess.TimeoutExpired:
+        guard.kill()
+        guard.wait()
+    try:
         with open(outputs, encoding="utf-8", errors="replace") as f:
             text = f.read(1 << 20)
     finally:
@@ -105,6 +111,19 @@ def _run(req: dict[str, Any], worker: Any, abort: Any) -> dict[str, Any]:
         out["code"] = recorded if recorded is not None else proc.returncode
         shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+# Watches the worker while the attempt's session lives: a worker that dies (killed, its
+# machine's OOM killer) takes the attempt's whole session with it, as a runner does locally.
+GUARD = """w=$1 g=$2 grace=$3
+while kill -0 "$w" 2>/dev/null; do kill -0 -"$g" 2>/dev/null || exit 0; sleep 0.5; done
+kill -TERM -"$g" 2>/dev/null; sleep "$grace"; kill -KILL -"$g" 2>/dev/null"""
+
+
+def _guard(session: int, grace: float) -> subprocess.Popen:
+    return subprocess.Popen(["/bin/sh", "-c", GUARD, "jobflow-guard", str(os.getpid()), str(session), str(grace)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 class _Sender(threading.Thread):
