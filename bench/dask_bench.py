@@ -12,15 +12,15 @@ starting and stopping the cluster (timed alone too, with one trivial task).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from results_file import write_result  # the bench folder is first on sys.path
 
 
 def timed(exe: str, job: str, cwd: str) -> float:
@@ -62,14 +62,10 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     overhead = (med["200 x true, dask:local"] - med["1 x true, dask:local (the cluster's start and stop)"]
                 - med["200 x true, local"]) / 200
-    report = {"date": time.strftime("%Y-%m-%d"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-                         f"Python {platform.python_version()}",
+    report = {
               "median_seconds": med, "dask_overhead_per_task_seconds": overhead,
               "flood_complete_every_round": complete, "all_seconds": times}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"dask-{report['date']}.json")
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+    path = write_result(args.out, "dask", report)
     for k, v in med.items():
         print(f"{k:52} {v:.3f} s")
     print(f"per-task overhead on dask:local beside local (cluster start excluded): {overhead * 1000:.1f} ms")

@@ -14,9 +14,7 @@ is installed. Then `history --rebuild` of 1,000 run folders with their trails. M
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -27,6 +25,8 @@ from contextlib import closing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from results_file import write_result  # noqa: E402 (the bench folder is first on sys.path)
 
 from jobflow_tui.history import History  # noqa: E402
 from jobflow_tui.history.trail import TrailWriter  # noqa: E402
@@ -95,15 +95,11 @@ def main() -> None:
         rebuild = [timed([args.exe, "history", "job.yaml", "--rebuild"], tmp) for _ in range(args.rounds)]
     med = {k: statistics.median(v) for k, v in results.items() if v}
     report = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
         "runs": args.runs, "tasks_per_run": args.tasks, "database_bytes": size, "fill_seconds": filled,
         "median_seconds": med, "rebuild_1000_runs_median_seconds": statistics.median(rebuild),
         "all_seconds": {**results, "rebuild": rebuild},
     }
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"history-{report['date']}.json")
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+    path = write_result(args.out, "history", report)
     for k, v in med.items():
         print(f"{k:32} {v:.3f} s")
     print(f"{'history --rebuild (1,000 runs)':32} {report['rebuild_1000_runs_median_seconds']:.3f} s")

@@ -15,15 +15,15 @@ of each to the run without loggers and to the run with the well-behaved one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from results_file import write_result  # the bench folder is first on sys.path
 
 LOGGERS = '''
 import asyncio, time
@@ -83,13 +83,9 @@ def main() -> None:
     # Any `loggers:` costs the runner pydantic's import (about 0.25 s here), however they behave:
     # beside a well-behaved logger is what a bad one adds.
     to_good = {k: med[k] / med["good"] for k in med}
-    report = {"date": time.strftime("%Y-%m-%d"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-                         f"Python {platform.python_version()}",
+    report = {
               "median_seconds": med, "ratio_to_none": ratios, "ratio_to_good": to_good, "all_seconds": times}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"loggers-{report['date']}.json")
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+    path = write_result(args.out, "loggers", report)
     for k in VARIANTS:
         print(f"{k:12} {med[k]:.3f} s  x{ratios[k]:.3f} of none  x{to_good[k]:.3f} of good")
     print(f"wrote {path}")

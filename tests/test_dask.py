@@ -5,8 +5,10 @@ failing the attempt as lost, its retry succeeding on another worker."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,17 @@ from .conftest import alive, cli, wait_for, write
 from .test_detach import checkpoint, detach, states
 
 pytest.importorskip("distributed")
+
+
+@contextlib.contextmanager
+def detached(tmp_path: Path) -> Iterator[int]:
+    """job.yaml started by a detached runner: its pid; killed on the way out if still there."""
+    pid = detach(tmp_path)
+    try:
+        yield pid
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_remote_and_local_tasks_pass_outputs_and_every_line_arrives(tmp_path: Path) -> None:
@@ -47,8 +60,7 @@ def test_abort_and_timeout_end_the_whole_tree_on_the_worker(tmp_path: Path) -> N
           stuck: {{command: 'sleep 300 & echo $! > {tmp_path}/child; echo started; wait', kill_grace: 1}}
           slow: {{command: 'sleep 300 & echo $! > {tmp_path}/slow-child; wait', timeout: 2, kill_grace: 1}}
     """)
-    pid = detach(tmp_path)
-    try:
+    with detached(tmp_path) as pid:
         wait_for(lambda: (tmp_path / "child").exists(), 60, "the task to start on a worker")
         child = int((tmp_path / "child").read_text())
         assert alive(child)
@@ -59,9 +71,6 @@ def test_abort_and_timeout_end_the_whole_tree_on_the_worker(tmp_path: Path) -> N
         assert "timed out after 2s" in checkpoint(tmp_path)["tasks"]["slow"]["reason"]
         wait_for(lambda: not alive(int((tmp_path / "slow-child").read_text())), 15, "the timed-out tree to end")
         wait_for(lambda: not alive(pid), 60, "the run to end")
-    finally:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_worker_killed_mid_task_fails_the_attempt_as_lost_and_the_retry_succeeds(tmp_path: Path) -> None:
@@ -73,16 +82,12 @@ def test_a_worker_killed_mid_task_fails_the_attempt_as_lost_and_the_retry_succee
             max_attempts: 2
             kill_grace: 1
     """)
-    pid = detach(tmp_path)
-    try:
+    with detached(tmp_path) as pid:
         wait_for(lambda: (tmp_path / "worker").exists(), 60, "the task to start on a worker")
         (tmp_path / "again").touch()
         os.kill(int((tmp_path / "worker").read_text()), signal.SIGKILL)  # the Dask worker process running it
         wait_for(lambda: states(tmp_path).get("fragile") == "succeeded", 120, "the retry on another worker")
         wait_for(lambda: not alive(pid), 60, "the run to end")
-    finally:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
     task = checkpoint(tmp_path)["tasks"]["fragile"]
     assert task["attempts"] == 2
     run_dir = tmp_path / ".jobflow" / "job" / "runs" / checkpoint(tmp_path)["run_id"]
@@ -114,16 +119,12 @@ def test_resume_ends_an_attempt_its_dead_runner_left_on_the_cluster_before_runni
             command: 'if [ -e {tmp_path}/second ]; then echo "second run"; exit 0; fi; sleep 300 & echo $! > {tmp_path}/child; wait'
             kill_grace: 1
     """)
-    pid = detach(tmp_path)
-    try:
+    with detached(tmp_path) as pid:
         wait_for(lambda: (tmp_path / "child").exists(), 60, "the task to start on a worker")
         os.kill(pid, signal.SIGKILL)  # the runner dies; the command it started goes on
         child = int((tmp_path / "child").read_text())
         wait_for(lambda: not alive(pid), 10, "the runner to be gone")
         assert alive(child)
-    finally:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
     (tmp_path / "second").touch()
     r = cli("job.yaml", "--resume", cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -217,16 +218,12 @@ def test_on_a_running_cluster_resume_ends_what_a_dead_runner_left_and_a_lost_wor
             kill_grace: 1
             max_attempts: 2
     """)
-    pid = detach(tmp_path)
-    try:
+    with detached(tmp_path) as pid:
         wait_for(lambda: (tmp_path / "child").exists(), 60, "the task to start on a worker")
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not alive(pid), 10, "the runner to be gone")
         child = int((tmp_path / "child").read_text())
         assert alive(child)  # the cluster outlives the runner, and so does the attempt
-    finally:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
     (tmp_path / "second").touch()
     r = cli("job.yaml", "--resume", cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -235,15 +232,11 @@ def test_on_a_running_cluster_resume_ends_what_a_dead_runner_left_and_a_lost_wor
     # A worker lost under an attempt: Dask gives the task to the other worker, where it refuses to run again.
     (tmp_path / "second").unlink()
     (tmp_path / "child").unlink()
-    pid = detach(tmp_path)
-    try:
+    with detached(tmp_path) as pid:
         wait_for(lambda: (tmp_path / "child").exists(), 60, "the task to start on a worker")
         (tmp_path / "second").touch()
         os.kill(int((tmp_path / "worker").read_text()), signal.SIGKILL)
         wait_for(lambda: not alive(pid), 120, "the run to end")
-    finally:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
     task = checkpoint(tmp_path)["tasks"]["long"]
     assert task["state"] == "succeeded" and task["attempts"] == 2
     run_dir = tmp_path / ".jobflow" / "job" / "runs" / checkpoint(tmp_path)["run_id"]
