@@ -4,9 +4,9 @@ one (JsonLinesLogger), with one that raises on every event, one that sleeps 5 s 
 Any `loggers:` section costs the runner the import of pydantic (a fixed ~0.25 s here),
 however its loggers behave; beside the well-behaved one is what a bad one adds.
 
-    python bench/loggers_bench.py [--rounds 5] [--exe jobflow-tui] [--out bench/results]
+    python bench/loggers_bench.py [--rounds 5] [--tasks 40] [--exe jobflow-tui] [--out bench/results]
 
-The job: 40 tasks, 4 at a time, each printing 2,000 lines and sleeping 0.2 s (about
+The job: 40 tasks (--tasks), 4 at a time, each printing 2,000 lines and sleeping 0.2 s (about
 2.5 s of wall time, 80,000 lines and 160 state changes for the loggers). Variants are
 interleaved in each round; wall time from process start to exit; medians, and the ratios
 of each to the run without loggers and to the run with the well-behaved one.
@@ -57,10 +57,11 @@ VARIANTS = {
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--tasks", type=int, default=40, help="tasks in the job (40: a run of about 2.5 s)")
     ap.add_argument("--exe", default=shutil.which("jobflow-tui") or "jobflow-tui")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
-    tasks = "".join(f"  t{i}: {{command: 'seq -f \"line %g of t{i}\" 2000; sleep 0.2'}}\n" for i in range(40))
+    tasks = "".join(f"  t{i}: {{command: 'seq -f \"line %g of t{i}\" 2000; sleep 0.2'}}\n" for i in range(args.tasks))
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "loggers").mkdir()
@@ -85,7 +86,7 @@ def main() -> None:
     to_good = {k: med[k] / med["good"] for k in med}
     report = {
               "median_seconds": med, "ratio_to_none": ratios, "ratio_to_good": to_good, "all_seconds": times}
-    path = write_result(args.out, "loggers", report)
+    path = write_result(args.out, f"loggers-{args.tasks}-tasks", report)
     for k in VARIANTS:
         print(f"{k:12} {med[k]:.3f} s  x{ratios[k]:.3f} of none  x{to_good[k]:.3f} of good")
     print(f"wrote {path}")
