@@ -77,7 +77,7 @@ def test_two_jobs_at_once_share_the_index_without_a_locked_database(tmp_path: Pa
                               stdin=subprocess.DEVNULL) for n in ("one", "two")]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    assert not any("history" in err or "locked" in err for _, err in outs), outs
+    assert not any("history" in err or "locked" in err for _, err in outs), [err for _, err in outs]
     db = sqlite3.connect(os.path.join(state, "history.sqlite3"))
     counts = dict(db.execute("SELECT job, count(*) FROM attempts GROUP BY job").fetchall())
     assert counts == {"one": 60, "two": 60}

@@ -16,6 +16,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
@@ -75,16 +76,30 @@ class History:
         self.path = os.path.join(state_dir, FILENAME)
 
     def connect(self) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(self.path, timeout=BUSY_MS / 1000, isolation_level=None)
-            db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
-            if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-                raise HistoryError(f"{self.path}: cannot use write-ahead logging")
-            db.execute("PRAGMA synchronous = NORMAL")  # WAL: safe against crashes, one fsync per checkpoint
-            self._migrate(db)
-            return db
-        except sqlite3.Error as e:
-            raise HistoryError(f"{self.path}: {e}") from None
+        deadline = time.monotonic() + BUSY_MS / 1000
+        while True:
+            try:
+                db = sqlite3.connect(self.path, timeout=BUSY_MS / 1000, isolation_level=None)
+                db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+                # Two runners making the database at once: switching it to WAL can find the
+                # other one busy (the switch waits for no timeout): try again for a while.
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower()
+                if mode != "wal":
+                    db.close()
+                    if time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                    raise HistoryError(f"{self.path}: cannot use write-ahead logging (journal mode {mode})")
+                db.execute("PRAGMA synchronous = NORMAL")  # WAL: safe against crashes, one fsync per checkpoint
+                self._migrate(db)
+                return db
+            except sqlite3.OperationalError as e:
+                if "locked" in str(e) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise HistoryError(f"{self.path}: {e}") from None
+            except sqlite3.Error as e:
+                raise HistoryError(f"{self.path}: {e}") from None
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
