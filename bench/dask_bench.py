@@ -15,23 +15,15 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from results_file import write_result  # the bench folder is first on sys.path
+from results_file import timed, write_result  # the bench folder is first on sys.path
 
 
-def timed(exe: str, job: str, cwd: str) -> float:
+def run(exe: str, job: str, cwd: str) -> float:
     shutil.rmtree(os.path.join(cwd, ".jobflow"), ignore_errors=True)
-    t = time.perf_counter()
-    r = subprocess.run([exe, job, "--headless"], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
-    took = time.perf_counter() - t
-    if r.returncode != 0:
-        raise SystemExit(f"{job}: exit {r.returncode}: {r.stderr[-2000:]}")
-    return took
+    return timed([exe, job, "--headless"], cwd)
 
 
 def main() -> None:
@@ -55,7 +47,7 @@ def main() -> None:
             Path(tmp, f"j{n}.yaml").write_text(text)
         for _ in range(args.rounds):
             for n, name in enumerate(jobs):
-                times[name].append(timed(args.exe, f"j{n}.yaml", tmp))
+                times[name].append(run(args.exe, f"j{n}.yaml", tmp))
                 if name.startswith("100,000"):
                     [log] = Path(tmp, ".jobflow").glob("*/runs/*/flood.1.log")
                     complete &= log.read_text().splitlines() == [str(i) for i in range(1, 100001)]

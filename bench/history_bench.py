@@ -17,7 +17,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from results_file import write_result  # noqa: E402 (the bench folder is first on sys.path)
+from results_file import timed, write_result  # noqa: E402 (the bench folder is first on sys.path)
 
 from jobflow_tui.history import History  # noqa: E402
 from jobflow_tui.history.trail import TrailWriter  # noqa: E402
@@ -44,15 +43,6 @@ def records(job: str, run: int, tasks: int, t0: float) -> list[dict]:
                 "state": "succeeded" if run % 10 else "failed", "exit_code": 0 if run % 10 else 1,
                 "counts": {"succeeded": tasks}})
     return out
-
-
-def timed(argv: list[str], cwd: str) -> float:
-    t = time.perf_counter()
-    r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
-    took = time.perf_counter() - t
-    if r.returncode != 0:
-        raise SystemExit(f"{argv} failed: {r.stderr}")
-    return took
 
 
 def main() -> None:

@@ -18,12 +18,10 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from results_file import write_result  # the bench folder is first on sys.path
+from results_file import timed, write_result  # the bench folder is first on sys.path
 
 LOGGERS = '''
 import asyncio, time
@@ -73,12 +71,7 @@ def main() -> None:
             for name in VARIANTS:
                 slug = name.replace(" ", "-")
                 shutil.rmtree(os.path.join(tmp, ".jobflow"), ignore_errors=True)
-                t = time.perf_counter()
-                r = subprocess.run([args.exe, f"{slug}.yaml", "--headless"], cwd=tmp, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                times[name].append(time.perf_counter() - t)
-                if r.returncode != 0:
-                    raise SystemExit(f"{name}: exit {r.returncode}: {r.stderr[-2000:]}")
+                times[name].append(timed([args.exe, f"{slug}.yaml", "--headless"], tmp))
     med = {k: statistics.median(v) for k, v in times.items()}
     ratios = {k: med[k] / med["none"] for k in med}
     # Any `loggers:` costs the runner pydantic's import (about 0.25 s here), however they behave:

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import sys
 import time
 from typing import Any
 
 from .jobfile import load_or_exit, state_dir_of
-
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def cmd_history(args) -> int:
@@ -63,13 +60,15 @@ def cmd_history(args) -> int:
 
 
 def _live_run(state) -> str | None:
+    from .engine.checkpoint import CheckpointError, read_checkpoint
+
     if not state.runner_alive():
         return None
     try:
-        with open(state.checkpoint_path, encoding="utf-8") as f:
-            return json.load(f).get("run_id")
-    except (OSError, ValueError, AttributeError):
+        cp = read_checkpoint(state.checkpoint_path)
+    except CheckpointError:
         return None
+    return cp.get("run_id") if cp else None
 
 
 def _iso(t: float | None) -> str | None:
@@ -81,18 +80,20 @@ def checkpoint_of_run(job_dir: str, run_id: str, last: dict[str, Any] | None) ->
     its folder keeps; exits 2 (no such run) or 1 (the run never ended: no copy)."""
     if last is not None and last.get("run_id") == run_id:
         return last
+    from .engine.checkpoint import CheckpointError, read_checkpoint
+    from .engine.statedir import RUN_ID
+
     run_dir = os.path.join(job_dir, "runs", run_id)
     if not RUN_ID.match(run_id) or not os.path.isdir(run_dir):
         print(f"jobflow-tui: no run {run_id!r} in {os.path.join(job_dir, 'runs')}", file=sys.stderr)
         sys.exit(2)
     try:
-        with open(os.path.join(run_dir, "checkpoint.json"), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        data = read_checkpoint(os.path.join(run_dir, "checkpoint.json"))
+    except CheckpointError as e:
+        print(f"jobflow-tui: {e}", file=sys.stderr)
+        sys.exit(1)
+    if data is None:
         print(f"jobflow-tui: run {run_id} did not end normally, so its folder has no final checkpoint; its trail "
               f"is {os.path.join(run_dir, 'events.jsonl')}", file=sys.stderr)
-        sys.exit(1)
-    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
-        print(f"jobflow-tui: {run_dir}/checkpoint.json is not a checkpoint", file=sys.stderr)
         sys.exit(1)
     return data

@@ -27,6 +27,9 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
 
 
+RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{4,}$")  # what new_run_id makes (and nothing that leaves a folder)
+
+
 def default_state_dir(job_directory: str) -> str:
     """$JOBFLOW_STATE_DIR, or `.jobflow` beside the job file."""
     return os.environ.get("JOBFLOW_STATE_DIR") or os.path.join(job_directory, ".jobflow")

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..control.client import ControlError, NoLiveRun, request
 from ..control.place import live_runs
 from ..engine.checkpoint import CheckpointError, iso, read_checkpoint
+from ..engine.statedir import RUN_ID
 from .catalog import Catalog, ServedJob
 
 
@@ -40,9 +40,6 @@ class RunRef:
             if cp is not None and cp.get("run_id") == self.run_id:
                 return cp
         return None
-
-
-RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{4,}$")  # how runs are named (and nothing that leaves a folder)
 
 
 def past_runs(job: ServedJob) -> list[str]:
